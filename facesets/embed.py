@@ -1,0 +1,249 @@
+"""embed: detect and embed every face of a source tree into a resumable, incremental face store.
+
+Work per file: stat -> (unchanged? reuse) -> read + sha256 -> (content known? reuse) -> decode at a
+reduced JPEG scale -> detect -> embed (from the full-size decode when a face is small) -> record.
+Reading, hashing and decoding run ahead in threads so I/O overlaps inference.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from . import imageio, scan
+from .store import FaceStore, concat_faces, empty_faces
+
+log = logging.getLogger(__name__)
+
+BLUR_SIZE = 112  # face crops are resized to this before the Laplacian, so blur is comparable across sizes
+
+
+def engine_signature(model: dict, embed: dict) -> str:
+    """What determines the face records: a change here re-embeds, nothing else does."""
+    keys = {
+        "pack": os.path.basename(os.path.normpath(str(model["pack"]))),
+        "det_size": model["det_size"],
+        "det_thresh": model["det_thresh"],
+        "decode_long_side": embed["decode_long_side"],
+        "rec_min_face": embed["rec_min_face"],
+    }
+    return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def laplacian_blur(bgr: np.ndarray, bbox: np.ndarray) -> float:
+    h, w = bgr.shape[:2]
+    x1, y1, x2, y2 = bbox
+    x1, y1 = max(int(x1), 0), max(int(y1), 0)
+    x2, y2 = min(int(np.ceil(x2)), w), min(int(np.ceil(y2)), h)
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return 0.0
+    gray = cv2.cvtColor(bgr[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY)
+    gray = cv2.resize(gray, (BLUR_SIZE, BLUR_SIZE), interpolation=cv2.INTER_AREA)
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+def _short(b: np.ndarray) -> np.ndarray:
+    return np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+
+
+@dataclass
+class _Read:
+    rel: str
+    stat: os.stat_result | None
+    sha: str | None = None
+    data: bytes | None = None
+    decoded: imageio.Decoded | None = None
+    skip: str | None = None
+    known: bool = False
+
+
+class Embedder:
+    """Turns files into store entries and face rows with one FaceEngine."""
+
+    def __init__(self, engine, embed_cfg: dict, sig: str):
+        self.engine = engine
+        self.cfg = embed_cfg
+        self.sig = sig
+
+    def faces_of(self, r: _Read) -> tuple[dict, dict[str, np.ndarray]]:
+        dec = r.decoded
+        det = self.engine.detect(dec.bgr)
+        info = {"width": dec.width, "height": dec.height, "exif_datetime": dec.exif_datetime}
+        if len(det) == 0:
+            return dict(info, status="noface", n_faces=0), empty_faces()
+        img, kps, boxes = dec.bgr, det.kps, det.bboxes
+        small = _short(det.bboxes) < self.cfg["rec_min_face"]
+        if dec.scale > 1.0 and small.any():
+            # a small face loses detail in the reduced decode: embed every face from full size
+            full = imageio.decode(r.data, max_pixels=self.cfg["max_image_pixels"], long_side=0)
+            img, kps, boxes = full.bgr, det.kps * dec.scale, det.bboxes * dec.scale
+        raw = self.engine.embed(img, kps)
+        norm = np.linalg.norm(raw, axis=1).astype(np.float32)
+        emb = raw / np.maximum(norm, 1e-12)[:, None]
+        bbox_full = det.bboxes * dec.scale
+        n = len(det)
+        rows = {
+            "sha256": np.array([r.sha] * n, dtype="U64"),
+            "face_index": np.arange(n, dtype=np.int32),
+            "bbox": bbox_full.astype(np.float32),
+            "kps": (det.kps * dec.scale).astype(np.float32),
+            "det_score": det.scores.astype(np.float32),
+            "face_short": _short(bbox_full).astype(np.float32),
+            "blur": np.array([laplacian_blur(img, b) for b in boxes], np.float32),
+            "emb_norm": norm,
+            "embedding": emb.astype(np.float32),
+        }
+        return dict(info, status="face", n_faces=n), rows
+
+
+def _read(root: Path, rel: str, known_shas: set[str], cfg: dict) -> _Read:
+    full = root / rel
+    try:
+        st = os.stat(full)
+        with open(full, "rb") as fh:  # read-only: source trees are never written
+            data = fh.read()
+    except FileNotFoundError:
+        return _Read(rel, None, skip="vanished while scanning")
+    except PermissionError:
+        return _Read(rel, None, skip="permission denied")
+    except OSError as exc:
+        return _Read(rel, None, skip=f"read failed: {exc.strerror or exc}")
+    sha = hashlib.sha256(data).hexdigest()
+    r = _Read(rel, st, sha=sha, data=data)
+    if sha in known_shas:
+        r.known, r.data = True, None
+        return r
+    try:
+        r.decoded = imageio.decode(data, max_pixels=cfg["max_image_pixels"], long_side=cfg["decode_long_side"])
+    except imageio.ImageSkip as exc:
+        r.skip, r.data = exc.reason, None
+    return r
+
+
+def embed_source(
+    root: str | Path,
+    store_dir: str | Path,
+    source: str,
+    cfg: dict,
+    engine_factory,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> dict:
+    """Bring the store for `source` (optionally one shard of it) up to date with the tree on disk."""
+    t0 = time.time()
+    root = Path(root).resolve()
+    ecfg = cfg["embed"]
+    sig = engine_signature(cfg["model"], ecfg)
+    store = FaceStore(store_dir)
+    with store.locked():
+        state = store.load()
+        entries = scan.list_source(root, ecfg["extensions"])
+        if shard is not None:
+            entries = [e for e in entries if scan.shard_of(e.relpath, shard[1]) == shard[0]]
+        in_scope = {e.relpath for e in entries}
+        prev = {p: e for (s, p), e in state.files.items() if s == source}
+        known = state.content(sig)
+        stats = {"files": len(entries), "unchanged": 0, "reused": 0, "embedded": 0, "noface": 0,
+                 "skipped": 0, "faces_added": 0, "removed": 0}
+        pending: list[dict] = []
+        pending_faces: list[dict] = []
+
+        def base(rel: str, st) -> dict:
+            return {"source": source, "root": str(root), "path": rel, "sig": sig,
+                    "size": st.st_size if st else None, "mtime_ns": st.st_mtime_ns if st else None}
+
+        def record(entry: dict, rows=None) -> None:
+            pending.append(entry)
+            if rows is not None and len(rows["sha256"]):
+                pending_faces.append(rows)
+            if len(pending) >= ecfg["flush_every"]:
+                flush()
+
+        def flush() -> None:
+            if pending:
+                store.append(list(pending), concat_faces(pending_faces) if pending_faces else None)
+                pending.clear()
+                pending_faces.clear()
+
+        todo = []
+        for e in entries:
+            old = prev.get(e.relpath)
+            if e.problem is not None:
+                entry = dict(base(e.relpath, None), status="skipped", reason=e.problem, sha256=None)
+                if not old or old.get("reason") != e.problem:
+                    record(entry)
+                stats["skipped"] += 1
+                continue
+            try:
+                st = os.stat(root / e.relpath)
+            except OSError:
+                todo.append(e.relpath)
+                continue
+            if (old and old["status"] in ("face", "noface") and old.get("sig") == sig
+                    and old["size"] == st.st_size and old["mtime_ns"] == st.st_mtime_ns):
+                stats["unchanged"] += 1
+                continue
+            todo.append(e.relpath)
+
+        for rel, old in prev.items():
+            if rel not in in_scope and (shard is None or scan.shard_of(rel, shard[1]) == shard[0]):
+                record({"source": source, "path": rel, "status": "removed"})
+                stats["removed"] += 1
+
+        embedder = None
+        known_shas = set(known)
+        window = max(2, ecfg["io_threads"] * 2)
+        bar = tqdm(total=len(todo), desc=f"embed {source}" + (f" shard {shard[0]}" if shard else ""),
+                   unit="img", disable=not progress, mininterval=1.0)
+        with ThreadPoolExecutor(max_workers=ecfg["io_threads"]) as pool:
+            it = iter(todo)
+            queue: deque = deque()
+            for rel in it:
+                queue.append(pool.submit(_read, root, rel, known_shas, ecfg))
+                if len(queue) >= window:
+                    break
+            while queue:
+                r: _Read = queue.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    queue.append(pool.submit(_read, root, nxt, known_shas, ecfg))
+                entry = base(r.rel, r.stat)
+                entry["sha256"] = r.sha
+                if r.skip:
+                    old = prev.get(r.rel)
+                    if not old or old.get("reason") != r.skip or old.get("size") != entry["size"]:
+                        record(dict(entry, status="skipped", reason=r.skip))
+                    stats["skipped"] += 1
+                elif r.known or r.sha in known:
+                    src = known[r.sha]
+                    record(dict(entry, status=src["status"], n_faces=src.get("n_faces", 0), width=src.get("width"),
+                                height=src.get("height"), exif_datetime=src.get("exif_datetime")))
+                    stats["reused"] += 1
+                else:
+                    if embedder is None:
+                        embedder = Embedder(engine_factory(), ecfg, sig)
+                    info, rows = embedder.faces_of(r)
+                    entry.update(info)
+                    known[r.sha] = entry
+                    known_shas.add(r.sha)
+                    record(entry, rows)
+                    stats["embedded"] += 1
+                    stats["noface"] += info["status"] == "noface"
+                    stats["faces_added"] += info["n_faces"]
+                bar.update(1)
+        bar.close()
+        flush()
+        store.maybe_compact()
+    stats["seconds"] = round(time.time() - t0, 3)
+    log.info("embed %s%s: %s", source, f" shard {shard[0]}/{shard[1]}" if shard else "", stats)
+    return stats

@@ -1,0 +1,137 @@
+"""The face engine: one wrapper around insightface's FaceAnalysis used by every stage.
+
+A pack is a name (buffalo_l, downloaded by insightface on first use) or a folder of .onnx files.
+Works with any recognizer width (128-d, 512-d); optional modules are used only when the pack has them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+BASE_MODULES = ("detection", "recognition")
+LANDMARK_MODULES = ("landmark_2d_106", "landmark_3d_68")
+
+
+class EngineError(RuntimeError):
+    pass
+
+
+def resolve_pack(pack: str) -> str:
+    """A folder path (absolute, relative, ~) becomes an absolute path; anything else is a pack name."""
+    p = Path(os.path.expanduser(pack))
+    if p.is_dir():
+        return str(p.resolve())
+    if os.sep in pack or pack.startswith((".", "~")) or (os.altsep and os.altsep in pack):
+        raise EngineError(f"model pack folder not found: {pack}")
+    return pack
+
+
+def resolve_providers(requested: list[str]) -> list[str]:
+    """Keep the requested onnxruntime providers that this install has; say which were dropped."""
+    import onnxruntime
+
+    available = set(onnxruntime.get_available_providers())
+    usable = [p for p in requested if p in available]
+    missing = [p for p in requested if p not in available]
+    if missing:
+        log.warning("execution provider(s) %s not available here (have %s)", missing, sorted(available))
+    if not usable:
+        log.warning("falling back to CPUExecutionProvider")
+        usable = ["CPUExecutionProvider"]
+    return usable
+
+
+@dataclass
+class Detections:
+    bboxes: np.ndarray   # (n, 4) x1, y1, x2, y2
+    scores: np.ndarray   # (n,)
+    kps: np.ndarray      # (n, 5, 2)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def scaled(self, s: float) -> "Detections":
+        return Detections(self.bboxes * s, self.scores, self.kps * s)
+
+
+class FaceEngine:
+    def __init__(
+        self,
+        pack: str = "buffalo_l",
+        providers: list[str] | None = None,
+        det_size: int = 640,
+        det_thresh: float = 0.5,
+        root: str = "~/.insightface",
+        modules: tuple[str, ...] | None = BASE_MODULES,
+    ):
+        from insightface.app import FaceAnalysis
+
+        self.pack = resolve_pack(pack)
+        self.providers = resolve_providers(list(providers or ["CPUExecutionProvider"]))
+        self.det_size = int(det_size)
+        self.det_thresh = float(det_thresh)
+        try:
+            self.app = FaceAnalysis(
+                name=self.pack,
+                root=os.path.expanduser(root),
+                providers=self.providers,
+                allowed_modules=list(modules) if modules else None,
+            )
+        except AssertionError as exc:
+            raise EngineError(f"model pack {pack!r} has no detection model") from exc
+        ctx = -1 if self.providers == ["CPUExecutionProvider"] else 0
+        self.app.prepare(ctx_id=ctx, det_thresh=self.det_thresh, det_size=(self.det_size, self.det_size))
+        if "recognition" in (modules or BASE_MODULES) and "recognition" not in self.app.models:
+            raise EngineError(f"model pack {pack!r} has no recognition model")
+        self.det = self.app.det_model
+        self.rec = self.app.models.get("recognition")
+
+    @classmethod
+    def from_config(cls, cfg: dict, modules: tuple[str, ...] | None = BASE_MODULES) -> "FaceEngine":
+        m = cfg["model"]
+        return cls(m["pack"], m["providers"], m["det_size"], m["det_thresh"], m["root"], modules)
+
+    @property
+    def modules(self) -> list[str]:
+        return list(self.app.models)
+
+    @property
+    def has_landmarks(self) -> bool:
+        return all(m in self.app.models for m in LANDMARK_MODULES)
+
+    def detect(self, bgr: np.ndarray, det_size: int | None = None, det_thresh: float | None = None) -> Detections:
+        size = (det_size, det_size) if det_size else None
+        bboxes, kpss = self.det.detect(bgr, input_size=size, max_num=0, det_thresh=det_thresh)
+        n = 0 if bboxes is None else bboxes.shape[0]
+        if n == 0:
+            return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
+        kps = kpss.astype(np.float32) if kpss is not None else np.zeros((n, 5, 2), np.float32)
+        return Detections(bboxes[:, :4].astype(np.float32), bboxes[:, 4].astype(np.float32), kps)
+
+    def aligned(self, bgr: np.ndarray, kps: np.ndarray) -> list[np.ndarray]:
+        from insightface.utils import face_align
+
+        size = self.rec.input_size[0]
+        return [face_align.norm_crop(bgr, landmark=k, image_size=size) for k in kps]
+
+    def embed(self, bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
+        """Raw (un-normalised) embeddings of the faces whose 5-point keypoints are given, one batch."""
+        if len(kps) == 0:
+            return np.zeros((0, self.embedding_dim), np.float32)
+        feats = self.rec.get_feat(self.aligned(bgr, kps))
+        return np.asarray(feats, dtype=np.float32).reshape(len(kps), -1)
+
+    @property
+    def embedding_dim(self) -> int:
+        shape = self.rec.output_shape
+        return int(shape[-1]) if shape and isinstance(shape[-1], int) else 512
+
+    def analyze(self, bgr: np.ndarray):
+        """Full insightface analysis (all loaded modules) for stages that need landmarks or pose."""
+        return self.app.get(bgr)

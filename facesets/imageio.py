@@ -1,0 +1,142 @@
+"""Photo decoding for face work: EXIF orientation, reduced-scale JPEG decode, odd modes, clear skips.
+
+Every failure becomes `ImageSkip(reason)` so the caller can record it and go on with the run.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Pillow's own bomb check is replaced by our explicit pixel limit (config embed.max_image_pixels).
+Image.MAX_IMAGE_PIXELS = None
+
+EXIF_DATETIME_ORIGINAL = 0x9003
+EXIF_DATETIME_DIGITIZED = 0x9004
+EXIF_DATETIME = 0x0132
+EXIF_IFD = 0x8769
+ORIENTATION = 0x0112
+
+
+class ImageSkip(Exception):
+    """The file cannot be used; `reason` is recorded in the cache."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Decoded:
+    bgr: np.ndarray          # HxWx3 uint8, orientation applied, possibly reduced scale
+    width: int               # full-size width after orientation
+    height: int              # full-size height after orientation
+    scale: float             # full-size pixels per decoded pixel (1.0 = full size)
+    exif_datetime: str | None
+
+
+def _exif_datetime(img: Image.Image) -> str | None:
+    try:
+        exif = img.getexif()
+    except Exception:
+        return None
+    if not exif:
+        return None
+    try:
+        sub = exif.get_ifd(EXIF_IFD)
+    except Exception:
+        sub = {}
+    for tag, src in ((EXIF_DATETIME_ORIGINAL, sub), (EXIF_DATETIME_DIGITIZED, sub), (EXIF_DATETIME, exif)):
+        val = src.get(tag)
+        if isinstance(val, bytes):
+            val = val.decode("ascii", "ignore")
+        if isinstance(val, str):
+            val = val.strip().strip("\x00")
+            if val and not val.startswith("0000"):
+                return val
+    return None
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(ORIENTATION, 1) or 1)
+    except Exception:
+        return 1
+
+
+def _to_rgb8(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode to 8-bit RGB: 16-bit scaled down, alpha dropped (as roop does), CMYK converted."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img)
+        if arr.dtype != np.uint8:
+            top = 65535 if mode.startswith("I;16") or arr.max() > 255 else 255
+            arr = np.clip(arr.astype(np.float32) * (255.0 / top), 0, 255).astype(np.uint8)
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        top = float(arr.max()) or 1.0
+        arr = np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img)
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Parse the header only; reject what is not an image or too large to decode safely."""
+    if not data:
+        raise ImageSkip("empty file (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageSkip("not an image (unrecognised format)") from None
+    except Exception as exc:  # Pillow raises many types for garbage headers
+        raise ImageSkip(f"unreadable header: {exc}") from None
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise ImageSkip(f"invalid size {w}x{h}")
+    if w * h > max_pixels:
+        raise ImageSkip(f"too many pixels ({w}x{h} > {max_pixels}): possible decompression bomb")
+    return img
+
+
+def decode(data: bytes, *, max_pixels: int, long_side: int = 0) -> Decoded:
+    """Decode image bytes to BGR uint8 with EXIF orientation applied.
+
+    With `long_side` > 0, JPEGs are decoded by libjpeg's DCT scaling (1/2, 1/4, 1/8) to the smallest
+    size whose long side is still >= `long_side`: several times faster for large photos, and the
+    detector downsizes to det_size anyway. `scale` maps decoded pixels back to full size.
+    """
+    img = open_image(data, max_pixels)
+    full_w, full_h = img.size
+    orient = _orientation(img)
+    exif_dt = _exif_datetime(img)
+    if long_side and img.format == "JPEG" and max(full_w, full_h) >= 2 * long_side:
+        ratio = max(full_w, full_h) / long_side
+        img.draft("RGB", (int(full_w / ratio) + 1, int(full_h / ratio) + 1))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.load()
+            img = ImageOps.exif_transpose(img) if orient != 1 else img
+            rgb = _to_rgb8(img)
+    except ImageSkip:
+        raise
+    except OSError as exc:
+        msg = str(exc)
+        if "truncated" in msg.lower():
+            raise ImageSkip("truncated image data") from None
+        raise ImageSkip(f"decode failed: {msg}") from None
+    except Exception as exc:
+        raise ImageSkip(f"decode failed: {type(exc).__name__}: {exc}") from None
+    if orient in (5, 6, 7, 8):
+        full_w, full_h = full_h, full_w
+    dec_h, dec_w = rgb.shape[:2]
+    scale = full_w / dec_w if dec_w else 1.0
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # far faster than a reversed-axis copy
+    return Decoded(bgr=bgr, width=full_w, height=full_h, scale=scale, exif_datetime=exif_dt)

@@ -1,0 +1,54 @@
+# Config validation and input functions shared by every rule.
+import json
+import os
+import sys
+
+from snakemake.utils import validate
+
+from facesets import config as fsconfig
+from facesets.scan import list_source, regular_files, shard_of
+
+# Snakemake's validate fills the schema defaults in and rejects unknown keys, naming them.
+validate(config, str(fsconfig.schema_path()))
+fsconfig.validate(config)  # cross-key checks (e.g. duplicate source names)
+
+RESULTS = config["results"]
+SOURCES = {s["name"]: os.path.abspath(os.path.expanduser(s["path"])) for s in config["sources"]}
+SHARDS = config["embed"]["shards"]
+FACESETS = f'"{sys.executable}" -m facesets'
+
+CACHE = f"{RESULTS}/cache/faces.npz"
+CACHE_CSV = f"{RESULTS}/cache/faces.csv"
+STORE = f"{RESULTS}/cache/store"
+
+wildcard_constraints:
+    source="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    shard=r"\d+",
+
+
+def settings(*sections, **extra):
+    """One key-sorted JSON string per rule: Snakemake compares params by repr, so order must be stable."""
+    picked = {s: config[s] for s in sections}
+    picked.update(extra)
+    return json.dumps(picked, sort_keys=True)
+
+
+_listing = {}
+
+
+def source_listing(name):
+    if name not in _listing:
+        _listing[name] = list_source(SOURCES[name], config["embed"]["extensions"])
+    return _listing[name]
+
+
+def shard_inputs(wildcards):
+    """The shard's photos: adding, changing or removing one reruns this shard only."""
+    root = SOURCES[wildcards.source]
+    n = int(wildcards.shard)
+    return [os.path.join(root, rel) for rel in regular_files(source_listing(wildcards.source))
+            if shard_of(rel, SHARDS) == n]
+
+
+def all_shard_summaries():
+    return [f"{RESULTS}/cache/shards/{src}/shard_{i:03d}.json" for src in SOURCES for i in range(SHARDS)]
