@@ -1,10 +1,13 @@
 # facesets: photo trees -> face cache -> identities -> swap-ready facesets.
 # The DAG lives here and in rules/*.smk; the work lives in the `facesets` package (rules stay thin).
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
-configfile: "config/config.yaml"
+# resolved against the Snakefile so `-d elsewhere` still finds the defaults
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 include: "rules/common.smk"
 include: "rules/embed.smk"

@@ -93,10 +93,17 @@ class FaceStore:
                 raise StoreLocked(f"another facesets process is writing {self.root}; wait for it to finish") from None
             raise
         try:
+            self._sweep_partial()
             yield self
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
             fh.close()
+
+    def _sweep_partial(self) -> None:
+        """Temp files of a flush that a kill interrupted: never renamed, so never part of the store."""
+        if self.seg_dir.is_dir():
+            for p in self.seg_dir.glob(".seg-*.tmp"):
+                p.unlink(missing_ok=True)
 
     def segments(self) -> list[Path]:
         if not self.seg_dir.is_dir():

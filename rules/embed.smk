@@ -1,6 +1,11 @@
 # Source trees -> per-shard face stores -> one cache snapshot. Embed depends on no threshold:
 # only the model and decode settings (params.settings) re-embed.
 
+# Speed-only knobs reach the job outside params so that changing them reruns nothing.
+EMBED_RUNTIME = json.dumps({"model": {"providers": config["model"]["providers"], "root": config["model"]["root"]},
+                            "embed": {"io_threads": config["embed"]["io_threads"],
+                                      "flush_every": config["embed"]["flush_every"]}})
+
 EMBED_SETTINGS = {
     "model": {k: config["model"][k] for k in ("pack", "det_size", "det_thresh")},
     "embed": {k: config["embed"][k] for k in ("decode_long_side", "rec_min_face", "max_image_pixels", "extensions")},
@@ -16,10 +21,6 @@ rule embed_shard:
         root=lambda wc: SOURCES[wc.source],
         store=lambda wc: f"{STORE}/{wc.source}/shard_{wc.shard}",
         settings=json.dumps(EMBED_SETTINGS, sort_keys=True),
-        # runtime knobs: they change speed, not results, so they are not tracked params
-        runtime=json.dumps({"model": {"providers": config["model"]["providers"], "root": config["model"]["root"]},
-                            "embed": {"io_threads": config["embed"]["io_threads"],
-                                      "flush_every": config["embed"]["flush_every"]}}),
     log:
         f"{RESULTS}/logs/embed_shard/{{source}}_{{shard}}.log",
     benchmark:
@@ -31,7 +32,7 @@ rule embed_shard:
     shell:
         "{FACESETS} embed-shard --source {wildcards.source} --root {params.root:q} "
         "--shard {wildcards.shard} --shards {SHARDS} --store {params.store:q} --summary {output:q} "
-        "--settings {params.settings:q} --runtime {params.runtime:q} --log {log:q}"
+        "--settings {params.settings:q} --runtime {EMBED_RUNTIME:q} --log {log:q}"
         " --log {log:q}"
 
 

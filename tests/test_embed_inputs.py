@@ -1,0 +1,156 @@
+"""Bad, odd and hostile inputs: each is embedded correctly or skipped with a recorded reason."""
+import io
+import os
+import struct
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import FACES, needs_shared, test_config
+from facesets.cache import FaceCache
+
+pytestmark = needs_shared
+PHOTO = FACES / "deepface/p01/img1.jpg"  # one face
+
+
+def _png_with_size(w: int, h: int) -> bytes:
+    """A tiny valid PNG whose header claims w x h (a decompression-bomb header)."""
+    buf = io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = data[16:29]
+    ihdr[0:8] = struct.pack(">II", w, h)
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+@pytest.fixture(scope="module")
+def bad_tree(tmp_path_factory):
+    src = tmp_path_factory.mktemp("bad") / "src"
+    src.mkdir()
+    good = PHOTO.read_bytes()
+    img = Image.open(PHOTO)
+    (src / "zero.jpg").write_bytes(b"")
+    (src / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (src / "text.jpg").write_text("this is not an image\n")
+    (src / "bomb.png").write_bytes(_png_with_size(30000, 30000))
+    img.convert("CMYK").save(src / "cmyk.jpg", quality=92)
+    img.convert("L").save(src / "gray.jpg", quality=92)
+    rgba = img.convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(src / "alpha.png")
+    arr16 = (np.asarray(img.convert("L")).astype(np.uint16) * 257)
+    Image.fromarray(arr16).save(src / "sixteen.png")  # mode I;16
+    (src / "Ünïcødé name ☃.JPG").write_bytes(good)
+    (src / "dir.jpg").mkdir()
+    (src / "dir.jpg" / "inside.jpeg").write_bytes(PHOTO.read_bytes() + b"\0")  # other bytes, same picture
+    os.symlink(src / "missing.jpg", src / "dangling.jpg")
+    os.symlink(src / "loop_b.jpg", src / "loop_a.jpg")
+    os.symlink(src / "loop_a.jpg", src / "loop_b.jpg")
+    (src / "notes.txt").write_text("ignored: not an image extension")
+    return src
+
+
+@pytest.fixture(scope="module")
+def bad_cache(bad_tree, engine, tmp_path_factory):
+    from facesets.embed import embed_source
+
+    store = tmp_path_factory.mktemp("badstore") / "cache"
+    cfg = test_config(embed={"max_image_pixels": 100_000_000})
+    stats = embed_source(bad_tree, store, "bad", cfg, lambda: engine, progress=False)
+    return FaceCache.load(store), stats
+
+
+def test_every_file_is_recorded(bad_cache):
+    cache, stats = bad_cache
+    by = {e["path"]: e for e in cache.files}
+    expect_skip = {
+        "zero.jpg": "empty",
+        "truncated.jpg": "truncated",
+        "text.jpg": "not an image",
+        "bomb.png": "decompression bomb",
+        "dangling.jpg": "symlink",
+        "loop_a.jpg": "symlink",
+        "loop_b.jpg": "symlink",
+    }
+    for name, word in expect_skip.items():
+        assert by[name]["status"] == "skipped", name
+        assert word in by[name]["reason"], (name, by[name]["reason"])
+    for name in ("cmyk.jpg", "gray.jpg", "alpha.png", "sixteen.png", "Ünïcødé name ☃.JPG", "dir.jpg/inside.jpeg"):
+        assert by[name]["status"] in ("face", "alias"), (name, by[name])
+        assert by[name].get("n_faces", 1) == 1 or by[name]["status"] == "alias"
+    assert "notes.txt" not in by
+    assert stats["skipped"] == len(expect_skip)
+
+
+def test_odd_modes_embed_like_the_original(bad_cache, engine):
+    from facesets.embed import Embedder
+
+    cache, _ = bad_cache
+    emb = dict(zip(cache.face_path.tolist(), cache.embeddings))
+    ref = emb["bad/Ünïcødé name ☃.JPG"]
+    for name in ("cmyk.jpg", "alpha.png", "gray.jpg", "sixteen.png"):
+        assert float(emb[f"bad/{name}"] @ ref) > 0.9, name
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(tmp_path, engine, orientation):
+    """The stored pixels are transposed so that applying the EXIF tag gives the upright photo back."""
+    from facesets.embed import embed_source
+
+    upright = Image.open(PHOTO).convert("RGB")
+    inverse = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+               4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
+               7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}[orientation]
+    stored = upright.transpose(inverse) if inverse else upright
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    src = tmp_path / "src"
+    src.mkdir()
+    stored.save(src / f"o{orientation}.jpg", quality=95, exif=exif.tobytes())
+    store = tmp_path / "c"
+    embed_source(src, store, "o", test_config(), lambda: engine, progress=False)
+    cache = FaceCache.load(store)
+    assert len(cache) == 1
+    e = cache.files[0]
+    assert (e["width"], e["height"]) == upright.size
+    x1, y1, x2, y2 = cache.faces["bbox"][0]
+    # the face in this portrait is in the upper half, centred: only true if orientation was applied
+    assert y1 < upright.size[1] / 2 and abs((x1 + x2) / 2 - upright.size[0] / 2) < upright.size[0] / 4
+
+
+def test_source_tree_is_never_written(tmp_path, engine):
+    """An audit hook sees every open(); nothing under the source may be opened for writing."""
+    from facesets.embed import embed_source
+    from conftest import copy_photos
+
+    src = tmp_path / "src"
+    copy_photos(src, ["deepface/p01/img1.jpg", "deepface/p04/img54.jpg", "insightface/_rotated/" +
+                      sorted(p.name for p in (FACES / "insightface/_rotated").iterdir())[0]])
+    (src / "bad.jpg").write_bytes(b"junk")
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in src.rglob("*") if p.is_file()}
+    writes = []
+    root = str(src)
+
+    def hook(event, args):
+        if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            path = os.fsdecode(args[0])
+            mode, flags = args[1], args[2]
+            writing = (mode and any(c in str(mode) for c in "wax+")) or (flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+            if path.startswith(root) and writing:
+                writes.append(path)
+
+    sys.addaudithook(hook)
+    os.chmod(src, 0o555)
+    try:
+        embed_source(src, tmp_path / "cache", "ro", test_config(), lambda: engine, progress=False)
+    finally:
+        os.chmod(src, 0o755)
+        root = "\0"  # disarm: audit hooks cannot be removed
+    assert writes == []
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in src.rglob("*") if p.is_file()}
+    assert after == before

@@ -1,0 +1,88 @@
+"""The Snakemake embed DAG: no-op dry run, incremental additions, sharding."""
+import json
+import shutil
+
+import pytest
+import yaml
+
+from conftest import FACES, copy_photos, needs_shared
+from facesets.cache import FaceCache
+from facesets.scan import shard_of
+from pipeline_util import planned, rules_of, snakemake, write_config
+
+pytestmark = [needs_shared, pytest.mark.slow]
+
+A = ["deepface/p01/img1.jpg", "deepface/p01/img2.jpg", "deepface/p03/img8.jpg", "deepface/p03/img9.jpg",
+     "deepface/p04/img3.jpg", "deepface/_group/couple.jpg"]
+B = ["deepface/p05/img16.jpg", "deepface/p06/img13.jpg", "deepface/p01/img1.jpg"]  # last: same bytes as in A
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("pipe")
+    a, b = wd / "src_a", wd / "src_b"
+    copy_photos(a, A)
+    copy_photos(b, B)
+    cfg = write_config(wd, {"alpha": a, "beta": b})
+    snakemake(wd, cfg)
+    return wd, cfg, a, b
+
+
+def test_cache_has_both_sources_and_cross_source_alias(built):
+    wd, _, _, _ = built
+    cache = FaceCache.load(wd / "results/cache/faces.npz")
+    by = {(e["source"], e["path"]): e for e in cache.files}
+    assert len(by) == len(A) + len(B)
+    assert by[("beta", "deepface/p01/img1.jpg")]["status"] == "alias"
+    assert by[("beta", "deepface/p01/img1.jpg")]["alias_of"] == "alpha/deepface/p01/img1.jpg"
+    assert cache.sources["alpha"].endswith("src_a")
+    assert (wd / "results/cache/faces.csv").is_file()
+    assert list((wd / "results/logs/embed_shard").glob("*.log"))
+    assert list((wd / "results/benchmarks/embed_shard").glob("*.tsv"))
+
+
+def test_noop_dry_run(built):
+    wd, cfg, _, _ = built
+    assert planned(wd, cfg) == []
+
+
+def test_adding_photos_reruns_only_their_shard(built):
+    wd, cfg, a, _ = built
+    new = ["deepface/p08/img38.jpg", "deepface/p09/img34.jpg"]
+    copy_photos(a, new)
+    shards = {shard_of(rel, 2) for rel in new}
+    jobs = planned(wd, cfg)
+    counts = rules_of(jobs)
+    embed_jobs = {w for r, w in jobs if r == "embed_shard"}
+    assert embed_jobs == {f"source=alpha, shard={s:03d}" for s in shards}
+    assert counts["merge_cache"] == 1 and counts["inspect_cache"] == 1
+    snakemake(wd, cfg)
+    embedded = 0
+    for s in shards:
+        summary = json.loads((wd / f"results/cache/shards/alpha/shard_{s:03d}.json").read_text())
+        embedded += summary["embedded"]
+    assert embedded == len(new)  # only the new photos were embedded
+    assert planned(wd, cfg) == []
+    cache = FaceCache.load(wd / "results/cache/faces.npz")
+    assert {"alpha/" + r for r in new} <= set(cache.face_path.tolist())
+
+
+def test_threshold_free_settings_do_not_rerun_embed(built):
+    wd, cfg, _, _ = built
+    data = yaml.safe_load(cfg.read_text())
+    data["embed"]["io_threads"] = 1  # a speed knob, not a result-changing setting
+    other = wd / "config_threads.yaml"
+    other.write_text(yaml.safe_dump(data))
+    assert planned(wd, other) == []
+    data["model"]["det_thresh"] = 0.6  # changes the records: every shard re-embeds
+    other.write_text(yaml.safe_dump(data))
+    assert rules_of(planned(wd, other))["embed_shard"] == 4
+
+
+def test_unknown_config_key_fails_before_work(built):
+    wd, cfg, _, _ = built
+    bad = wd / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**yaml.safe_load(cfg.read_text()), "refine": {"x": 1}, "bogus_key": 1}))
+    out = snakemake(wd, bad, "-n", check=False)
+    assert out.returncode != 0
+    assert "bogus_key" in out.stdout + out.stderr
