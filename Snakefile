@@ -11,9 +11,15 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 include: "rules/common.smk"
 include: "rules/embed.smk"
+include: "rules/identities.smk"
 
 
 rule all:
     input:
         CACHE,
         CACHE_CSV,
+        RAW_MANIFEST,
+        REFINE_MANIFEST,
+        DUPLICATES,
+        ENRICH,
+        [EVALUATION] if config["evaluate"]["labels"] else [],

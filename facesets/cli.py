@@ -96,6 +96,99 @@ def cmd_demo_setup(args) -> int:
     return 0
 
 
+def _section_flags(p: argparse.ArgumentParser, section: str) -> None:
+    """One --flag per config key of `section`, typed and defaulted from the schema (CLI == pipeline)."""
+    props = fsconfig.schema()["properties"][section]["properties"]
+    types = {"number": float, "integer": int, "string": str}
+    for key, spec in props.items():
+        t = spec.get("type")
+        if t not in types:
+            continue
+        p.add_argument("--" + key.replace("_", "-"), dest=f"{section}__{key}", type=types[t],
+                       default=spec.get("default"), help=f"{spec.get('description', '')} (default {spec.get('default')})")
+
+
+def _section(args, section: str) -> dict:
+    pre = f"{section}__"
+    cfg = fsconfig.defaults()
+    cfg[section].update({k[len(pre):]: v for k, v in vars(args).items() if k.startswith(pre)})
+    return fsconfig.validate(cfg)[section]
+
+
+def _link_mode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--link-mode", choices=["hardlink", "symlink", "copy"],
+                   default=fsconfig.defaults()["identities"]["link_mode"])
+
+
+def cmd_cluster(args) -> int:
+    from . import cluster_stage
+
+    c = _section(args, "cluster")
+    cluster_stage.run(args.cache, args.out, c["threshold"], c["extend_threshold"], args.link_mode, progress=True)
+    return 0
+
+
+def cmd_refine(args) -> int:
+    from . import refine
+
+    refine.run(args.cache, args.out, _section(args, "refine"), args.link_mode, progress=True)
+    return 0
+
+
+def cmd_extend(args) -> int:
+    """Fold new faces into existing outputs with the parameters those outputs were made with."""
+    from . import cluster_stage, identities, refine
+
+    raw = identities.read_ledger(Path(args.raw_out))
+    if raw is None:
+        raise FileNotFoundError(f"no earlier cluster output in {args.raw_out}: run `facesets cluster` first")
+    cluster_stage.run(args.cache, args.raw_out, raw["params"]["threshold"], raw["params"]["extend_threshold"],
+                      args.link_mode)
+    if args.refine_out:
+        prev = identities.read_ledger(Path(args.refine_out))
+        if prev is None:
+            raise FileNotFoundError(f"no earlier refine output in {args.refine_out}: run `facesets refine` first")
+        params = dict(fsconfig.defaults()["refine"], **prev["params"])
+        refine.run(args.cache, args.refine_out, params, args.link_mode)
+    return 0
+
+
+def cmd_dedup(args) -> int:
+    from . import dedup
+
+    rep = dedup.run(args.cache, _section(args, "dedup")["similarity"], args.out)
+    print(json.dumps(rep["stats"]))
+    return 0
+
+
+def cmd_enrich(args) -> int:
+    from . import enrich
+    from .engine import LANDMARK_MODULES, BASE_MODULES, FaceEngine
+
+    cfg = _settings(args)
+
+    def factory():
+        return FaceEngine.from_config(cfg, modules=BASE_MODULES + LANDMARK_MODULES)
+
+    out = args.out or str(Path(args.cache).with_name("enrich.npz"))
+    stats = enrich.run(args.cache, out, factory if not args.kps_only else None,
+                       cfg["embed"]["max_image_pixels"], progress=True)
+    print(json.dumps(stats))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    result = evaluate(args.manifest, args.labels, args.root, args.cache)
+    if args.out:
+        from . import atomic
+
+        atomic.write_json(args.out, result)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="facesets", description=__doc__)
     ap.add_argument("--version", action="version", version=f"facesets {__version__}")
@@ -135,6 +228,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cache")
     p.add_argument("--csv", required=True)
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("cluster", help="raw clusters: person_NNN/ _singletons/ _noface/ + manifest.json")
+    p.add_argument("cache")
+    p.add_argument("out")
+    _section_flags(p, "cluster")
+    _link_mode(p)
+    p.set_defaults(func=cmd_cluster)
+
+    p = sub.add_parser("refine", help="refined facesets: faceset_NNN/ + refine_manifest.json")
+    p.add_argument("cache")
+    p.add_argument("out")
+    _section_flags(p, "refine")
+    _link_mode(p)
+    p.set_defaults(func=cmd_refine)
+
+    p = sub.add_parser("extend", help="fold new faces into existing raw (and refine) output without renumbering")
+    p.add_argument("cache")
+    p.add_argument("raw_out")
+    p.add_argument("--refine-out")
+    _link_mode(p)
+    p.set_defaults(func=cmd_extend)
+
+    p = sub.add_parser("dedup", help="byte-identical and visual near-duplicate groups -> <cache>.duplicates.json")
+    p.add_argument("cache")
+    p.add_argument("--out")
+    _section_flags(p, "dedup")
+    p.set_defaults(func=cmd_dedup)
+
+    p = sub.add_parser("enrich", help="landmarks + pose per face (estimated from 5 keypoints without landmark models)")
+    p.add_argument("cache")
+    p.add_argument("--out", help="sidecar path (default: enrich.npz beside the cache)")
+    p.add_argument("--kps-only", action="store_true", help="skip the landmark models even if the pack has them")
+    _model_flags(p)
+    p.set_defaults(func=cmd_enrich)
+
+    p = sub.add_parser("evaluate", help="score a manifest against a labels CSV (pairwise/BCubed P/R/F, NMI)")
+    p.add_argument("manifest")
+    p.add_argument("--labels", required=True)
+    p.add_argument("--root", required=True, help="folder the labels' paths are relative to")
+    p.add_argument("--cache", help="cache the manifest was made from (default: recorded in the manifest)")
+    p.add_argument("--out", help="also write the JSON here (atomically)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo-setup", help="prepare the offline demo photos and config overlay in FOLDER")
     p.add_argument("folder")

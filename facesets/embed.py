@@ -2,7 +2,9 @@
 
 Work per file: stat -> (unchanged? reuse) -> read + sha256 -> (content known? reuse) -> decode at a
 reduced JPEG scale -> detect -> embed (from the full-size decode when a face is small) -> record.
-Reading, hashing and decoding run ahead in threads so I/O overlaps inference.
+Everything up to the record runs in `io_threads` worker threads (decoding, hashing and onnxruntime all
+release the GIL), so decoding one photo overlaps inference on another and every core is kept busy; the
+calling thread only records results, in file order, and flushes the store.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +68,8 @@ class _Read:
     decoded: imageio.Decoded | None = None
     skip: str | None = None
     known: bool = False
+    info: dict | None = None                    # set once embedded (faces_of's results)
+    rows: dict[str, np.ndarray] | None = None
 
 
 class Embedder:
@@ -127,6 +132,38 @@ def _read(root: Path, rel: str, known_shas: set[str], cfg: dict) -> _Read:
         r.decoded = imageio.decode(data, max_pixels=cfg["max_image_pixels"], long_side=cfg["decode_long_side"])
     except imageio.ImageSkip as exc:
         r.skip, r.data = exc.reason, None
+    return r
+
+
+class _LazyEmbedder:
+    """Builds the engine on first need (never when all work is reused), once, for every worker thread."""
+
+    def __init__(self, engine_factory, ecfg: dict, sig: str):
+        self._factory, self._ecfg, self._sig = engine_factory, ecfg, sig
+        self._lock = threading.Lock()
+        self._embedder: Embedder | None = None
+        self._error: BaseException | None = None
+
+    def get(self) -> Embedder:
+        if self._embedder is None:
+            with self._lock:
+                if self._error is not None:
+                    raise self._error
+                if self._embedder is None:
+                    try:
+                        self._embedder = Embedder(self._factory(), self._ecfg, self._sig)
+                    except BaseException as exc:
+                        self._error = exc
+                        raise
+        return self._embedder
+
+
+def _work(root: Path, rel: str, known_shas: set[str], cfg: dict, embedders: _LazyEmbedder) -> _Read:
+    """One file's whole job in a worker thread: read, hash, decode, detect, embed."""
+    r = _read(root, rel, known_shas, cfg)
+    if r.decoded is not None and not r.known and r.sha not in known_shas:
+        r.info, r.rows = embedders.get().faces_of(r)
+    r.data = r.decoded = None  # the photo is no longer needed: keep only what gets recorded
     return r
 
 
@@ -200,23 +237,24 @@ def embed_source(
                 record({"source": source, "path": rel, "status": "removed"})
                 stats["removed"] += 1
 
-        embedder = None
+        embedders = _LazyEmbedder(engine_factory, ecfg, sig)
         known_shas = set(known)
         window = max(2, ecfg["io_threads"] * 2)
         bar = tqdm(total=len(todo), desc=f"embed {source}" + (f" shard {shard[0]}" if shard else ""),
                    unit="img", disable=not progress, mininterval=1.0)
-        with ThreadPoolExecutor(max_workers=ecfg["io_threads"]) as pool:
+        pool = ThreadPoolExecutor(max_workers=ecfg["io_threads"])
+        try:
             it = iter(todo)
             queue: deque = deque()
             for rel in it:
-                queue.append(pool.submit(_read, root, rel, known_shas, ecfg))
+                queue.append(pool.submit(_work, root, rel, known_shas, ecfg, embedders))
                 if len(queue) >= window:
                     break
             while queue:
                 r: _Read = queue.popleft().result()
                 nxt = next(it, None)
                 if nxt is not None:
-                    queue.append(pool.submit(_read, root, nxt, known_shas, ecfg))
+                    queue.append(pool.submit(_work, root, nxt, known_shas, ecfg, embedders))
                 entry = base(r.rel, r.stat)
                 entry["sha256"] = r.sha
                 if r.skip:
@@ -224,15 +262,14 @@ def embed_source(
                     if not old or old.get("reason") != r.skip or old.get("size") != entry["size"]:
                         record(dict(entry, status="skipped", reason=r.skip))
                     stats["skipped"] += 1
-                elif r.known or r.sha in known:
+                elif r.sha in known:
+                    # content seen before, or embedded by another worker while this copy was in flight
                     src = known[r.sha]
                     record(dict(entry, status=src["status"], n_faces=src.get("n_faces", 0), width=src.get("width"),
                                 height=src.get("height"), exif_datetime=src.get("exif_datetime")))
                     stats["reused"] += 1
                 else:
-                    if embedder is None:
-                        embedder = Embedder(engine_factory(), ecfg, sig)
-                    info, rows = embedder.faces_of(r)
+                    info, rows = r.info, r.rows  # a worker saw the sha unknown, so it embedded the photo
                     entry.update(info)
                     known[r.sha] = entry
                     known_shas.add(r.sha)
@@ -241,6 +278,9 @@ def embed_source(
                     stats["noface"] += info["status"] == "noface"
                     stats["faces_added"] += info["n_faces"]
                 bar.update(1)
+        finally:
+            # on an error (or Ctrl-C) do not finish the photos still queued: cancel them, wait for the running
+            pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
         flush()
         store.maybe_compact()

@@ -86,3 +86,21 @@ def test_unknown_config_key_fails_before_work(built):
     out = snakemake(wd, bad, "-n", check=False)
     assert out.returncode != 0
     assert "bogus_key" in out.stdout + out.stderr
+
+
+def test_identity_outputs_and_threshold_change_reruns_only_refine(built):
+    wd, cfg, _, _ = built
+    assert planned(wd, cfg) == []
+    manifest = json.loads((wd / "results/identities/facesets/refine_manifest.json").read_text())
+    assert manifest["kind"] == "refine" and manifest["params"]["merge_threshold"] == 0.40
+    assert (wd / "results/identities/raw/manifest.json").is_file()
+    assert (wd / "results/cache/faces.duplicates.json").is_file()
+    assert (wd / "results/cache/enrich.npz").is_file()
+    data = yaml.safe_load(cfg.read_text())
+    data["refine"] = {"merge_threshold": 0.30}
+    changed = wd / "config_merge.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    counts = rules_of(planned(wd, changed))
+    assert counts["refine"] == 1
+    for rule in ("embed_shard", "merge_cache", "inspect_cache", "cluster", "dedup_report", "enrich"):
+        assert counts[rule] == 0, (rule, counts)
