@@ -12,6 +12,7 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 include: "rules/common.smk"
 include: "rules/embed.smk"
 include: "rules/identities.smk"
+include: "rules/export.smk"
 
 
 rule all:
@@ -22,4 +23,6 @@ rule all:
         REFINE_MANIFEST,
         DUPLICATES,
         ENRICH,
+        EXPORT_MANIFEST,
+        VERIFY,
         [EVALUATION] if config["evaluate"]["labels"] else [],

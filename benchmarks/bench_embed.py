@@ -241,6 +241,19 @@ def run_facesets(engine, cfg: dict, root: Path, store_dir: Path) -> dict:
             "full_decodes": timers.full_decodes}
 
 
+def _set_session_threads(engine, threads: int) -> None:
+    """Replace the engine's CPU sessions by ones with `threads` intra-op threads that do not spin-wait."""
+    import onnxruntime
+
+    so = onnxruntime.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for model in (engine.det, engine.rec):
+        model.session = onnxruntime.InferenceSession(model.model_file, sess_options=so,
+                                                     providers=["CPUExecutionProvider"])
+
+
 # --------------------------------------------------------------------------- comparison
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -295,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="sigma of Gaussian grain added to the generated photos (default 0: plain upscales)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                     help="override a config value for the facesets path, e.g. --set embed.io_threads=2")
+    ap.add_argument("--engine-threads", type=int, default=0, metavar="N",
+                    help="experiment: rebuild the facesets engine's onnxruntime sessions with N intra-op threads "
+                         "and no spin-waiting (what FaceEngine would do given session options); 0 = as built")
     ap.add_argument("--json", help="also write the results to this JSON file")
     ap.add_argument("--check", action="store_true",
                     help=f"exit 1 unless ratio >= {TARGET_RATIO}, min cosine >= {TARGET_COS} and no face is lost")
@@ -332,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"library: {len(files)} JPEGs, {LONG}x{SHORT}, {nbytes / len(files) / 1e6:.2f} MB each, in {lib}")
     print(f"pack: {pack}  onnxruntime {onnxruntime.__version__}  cpus: {os.cpu_count()}")
-    print(f"facesets embed config: {json.dumps(cfg['embed'], sort_keys=True)}")
+    print(f"facesets embed config: {json.dumps(cfg['embed'], sort_keys=True)}"
+          + (f"  (engine sessions: {args.engine_threads} intra-op thread(s), no spinning)" if args.engine_threads
+             else ""))
 
     # engines are built and warmed up outside the timings
     app = FaceAnalysis(name=str(pack.resolve()), providers=["CPUExecutionProvider"],
@@ -340,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     app.prepare(ctx_id=-1, det_thresh=cfg["model"]["det_thresh"],
                 det_size=(cfg["model"]["det_size"], cfg["model"]["det_size"]))
     engine = FaceEngine.from_config(cfg)
+    if args.engine_threads:
+        _set_session_threads(engine, args.engine_threads)
     warm = cv2.imread(str(files[0]))
     app.get(warm)
     small = cv2.resize(warm, (warm.shape[1] // 4, warm.shape[0] // 4))

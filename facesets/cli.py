@@ -189,6 +189,84 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _export_params(args) -> dict:
+    cfg = _settings(args)
+    ex = cfg["export"]
+    for key in ("top_n", "outlier_threshold", "min_face_short", "pad_ratio", "out_size"):
+        if getattr(args, key, None) is not None:
+            ex[key] = getattr(args, key)
+    if getattr(args, "candidates", False):
+        ex["candidates"] = True
+    return fsconfig.validate(cfg)
+
+
+def _export_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--top-n", type=int)
+    p.add_argument("--outlier-threshold", type=float)
+    p.add_argument("--min-face-short", type=float)
+    p.add_argument("--pad-ratio", type=float)
+    p.add_argument("--out-size", type=int)
+    p.add_argument("--candidates", action="store_true", help="rescue matching singletons into _candidates/")
+    p.add_argument("--raw-manifest", help="raw cluster manifest (its singletons feed --candidates)")
+    p.add_argument("--enrich", help="enrich.npz with pose (default: estimate pose from keypoints)")
+    p.add_argument("--quiet", action="store_true")
+    _model_flags(p)
+
+
+def _identities_of(manifest_path: str) -> dict[str, list[str]]:
+    from . import atomic
+
+    m = atomic.read_json(manifest_path)
+    groups = m["facesets"] if "facesets" in m else m["persons"]
+    return {n: [k for k, _ in (g["faces"] if isinstance(g, dict) else g)] for n, g in groups.items()}
+
+
+def _singletons_of(raw_manifest: str | None) -> list[str]:
+    from . import atomic
+
+    return [k for k, _ in atomic.read_json(raw_manifest)["singletons"]] if raw_manifest else []
+
+
+def cmd_export_crops(args) -> int:
+    from .export import export_crops
+
+    cfg = _export_params(args)
+    export_crops(args.cache, _identities_of(args.manifest), args.out, cfg["export"], cfg["verify"]["checks"],
+                 _engine_factory(cfg), args.enrich, _singletons_of(args.raw_manifest),
+                 cfg["embed"]["max_image_pixels"], cfg["embed"]["io_threads"], progress=not args.quiet)
+    return 0
+
+
+def cmd_export_bundles(args) -> int:
+    from .export import export_bundles
+
+    cfg = _export_params(args)
+    export_bundles(args.out, cfg["export"]["top_n"])
+    return 0
+
+
+def cmd_export_swap(args) -> int:
+    """The seed's one-step form: crops, then bundles, then the contract check."""
+    cmd_export_crops(args)
+    cmd_export_bundles(args)
+    return cmd_verify(argparse.Namespace(**{**vars(args), "paths": [args.out], "json": None, "allow_empty": True}))
+
+
+def cmd_verify(args) -> int:
+    from . import atomic
+    from .engine import FaceEngine
+    from .verify import table, verify
+
+    cfg = _settings(args)
+    rows = verify(args.paths, FaceEngine.from_config(cfg), cfg["verify"]["checks"], cfg["export"]["out_size"],
+                  cfg["verify"]["max_member_bytes"], progress=not getattr(args, "quiet", False),
+                  allow_empty=getattr(args, "allow_empty", False))
+    print(table(rows))
+    if args.json:
+        atomic.write_json(args.json, {"ok": not rows, "violations": rows})
+    return 1 if rows else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="facesets", description=__doc__)
     ap.add_argument("--version", action="version", version=f"facesets {__version__}")
@@ -270,6 +348,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", help="cache the manifest was made from (default: recorded in the manifest)")
     p.add_argument("--out", help="also write the JSON here (atomically)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export-swap", help="crops + .fsz bundles + manifests for roop-unleashed, then verify")
+    p.add_argument("cache")
+    p.add_argument("manifest", help="refine_manifest.json (or any identity manifest)")
+    p.add_argument("out")
+    _export_flags(p)
+    p.set_defaults(func=cmd_export_swap)
+
+    p = sub.add_parser("export-crops", help="(pipeline) ranked single-face crops -> OUT/crops.json")
+    p.add_argument("cache")
+    p.add_argument("manifest")
+    p.add_argument("out")
+    _export_flags(p)
+    p.set_defaults(func=cmd_export_crops)
+
+    p = sub.add_parser("export-bundles", help="(pipeline) .fsz bundles and manifests from OUT/crops.json")
+    p.add_argument("out")
+    _export_flags(p)
+    p.set_defaults(func=cmd_export_bundles)
+
+    p = sub.add_parser("verify-fsz", help="check .fsz bundles against roop's contract; exit 1 on any violation")
+    p.add_argument("paths", nargs="+", help=".fsz files or folders")
+    p.add_argument("--json", help="also write the result as JSON")
+    p.add_argument("--allow-empty", action="store_true", help="no bundle at all is not an error (empty export)")
+    p.add_argument("--quiet", action="store_true")
+    _model_flags(p)
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("demo-setup", help="prepare the offline demo photos and config overlay in FOLDER")
     p.add_argument("folder")

@@ -87,11 +87,18 @@ class Embedder:
         if len(det) == 0:
             return dict(info, status="noface", n_faces=0), empty_faces()
         img, kps, boxes = dec.bgr, det.kps, det.bboxes
-        small = _short(det.bboxes) < self.cfg["rec_min_face"]
-        if dec.scale > 1.0 and small.any():
-            # a small face loses detail in the reduced decode: embed every face from full size
-            full = imageio.decode(r.data, max_pixels=self.cfg["max_image_pixels"], long_side=0)
-            img, kps, boxes = full.bgr, det.kps * dec.scale, det.bboxes * dec.scale
+        short = _short(det.bboxes)
+        min_face = self.cfg["rec_min_face"]
+        if dec.scale > 1.0 and (short < min_face).any():
+            # A small face loses detail in the reduced decode: embed every face from a larger decode, the
+            # smallest JPEG scale at which the smallest face spans min_face pixels (full size at most).
+            # Its crops agree with full-size ones as well as the full size agrees with itself, at a
+            # fraction of the cost (a 1/2-scale decode is ~3x cheaper than a full one).
+            need = dec.scale * max(float(short.min()), 1.0) / min_face  # full-size px per decoded px, at most
+            long_side = 0 if need <= 1.0 else int(np.ceil(max(dec.width, dec.height) / need))
+            hi = imageio.decode(r.data, max_pixels=self.cfg["max_image_pixels"], long_side=long_side)
+            f = dec.scale / hi.scale
+            img, kps, boxes = hi.bgr, det.kps * f, det.bboxes * f
         raw = self.engine.embed(img, kps)
         norm = np.linalg.norm(raw, axis=1).astype(np.float32)
         emb = raw / np.maximum(norm, 1e-12)[:, None]

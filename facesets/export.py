@@ -1,0 +1,322 @@
+"""export-swap: per identity, the crops and `.fsz` bundles that roop-unleashed loads.
+
+Two steps, so that changing `top_n` rewrites only bundles and manifests:
+- crops (`export_crops`): tight outlier gate -> export size gate -> composite quality rank -> collapse
+  of near-duplicate shots -> one roop-framed PNG per face, cut from the full-size source and kept only
+  if re-detection finds exactly that one face. Writes `crops.json`. A crop whose inputs did not change
+  is not rendered again.
+- bundles (`export_bundles`): `<faceset>_top<N>.fsz`, `<faceset>_all.fsz`, the per-faceset
+  `manifest.json` and the canonical `manifest.json`. A bundle whose content did not change is not rewritten.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from . import __version__, atomic, imageio, quality
+from . import identities as ids
+from .cache import FaceCache
+from .crops import make_crop
+from .fsz import write_fsz
+from .neighbors import components, similar_pairs
+
+log = logging.getLogger(__name__)
+CROPS_INDEX = "crops.json"
+CROPS_LEDGER = ".crops_ledger.json"
+BUNDLES_LEDGER = ".bundles_ledger.json"
+MANIFEST = "manifest.json"
+CROP_KEYS = ("outlier_threshold", "min_face_short", "dup_similarity", "pad_ratio", "out_size",
+             "candidates", "candidate_match_threshold", "candidate_min_score", "weights")
+
+
+def crop_name(key: str) -> str:
+    sha, idx = key.split(":")
+    return f"{sha[:16]}_{idx}.png"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def load_pose(cache: FaceCache, enrich_path: str | Path | None) -> np.ndarray:
+    from .pose import pose_from_kps
+
+    pose = pose_from_kps(cache.faces["kps"]) if len(cache) else np.zeros((0, 3), np.float32)
+    if enrich_path and Path(enrich_path).is_file():
+        from .enrich import load
+
+        side = load(enrich_path)
+        where = {k: i for i, k in enumerate(side["key"].tolist())}
+        for i, k in enumerate(cache.face_keys()):
+            j = where.get(k)
+            if j is not None and np.isfinite(side["pose"][j]).all():
+                pose[i] = side["pose"][j]
+    return pose
+
+
+def select(cache: FaceCache, idx: list[int], comp: np.ndarray, p: dict) -> tuple[list[int], list[dict]]:
+    """Gates and near-duplicate collapse for one identity; returns (ranked survivors, exclusions)."""
+    emb = cache.embeddings
+    keys = cache.face_keys()
+    excluded = []
+    if not idx:
+        return [], excluded
+    c = ids.centroid(emb[idx])
+    dist = 1.0 - emb[idx] @ c
+    kept = []
+    for i, d in zip(idx, dist.tolist()):
+        if d > p["outlier_threshold"]:
+            excluded.append({"key": keys[i], "stage": "outlier", "reason": f"distance {d:.3f} > {p['outlier_threshold']}"})
+        elif cache.faces["face_short"][i] < p["min_face_short"]:
+            excluded.append({"key": keys[i], "stage": "size",
+                             "reason": f"face_short {cache.faces['face_short'][i]:.0f} < {p['min_face_short']}"})
+        else:
+            kept.append(i)
+    if len(kept) > 1:
+        sub = emb[kept]
+        rows, cols, sims = similar_pairs(sub, p["dup_similarity"])
+        sim_of = {(r, c_): s for r, c_, s in zip(rows.tolist(), cols.tolist(), sims.tolist())}
+        drop = set()
+        for group in components(len(kept), rows, cols):
+            best = max(group, key=lambda g: (comp[kept[g]], -g))
+            for g in group:
+                if g != best:
+                    s = sim_of.get((min(g, best), max(g, best)))
+                    drop.add(g)
+                    excluded.append({"key": keys[kept[g]], "stage": "near_duplicate",
+                                     "reason": f"near-duplicate of {keys[kept[best]]}" +
+                                               (f" (similarity {s:.3f})" if s is not None else " (same group)")})
+        kept = [k for j, k in enumerate(kept) if j not in drop]
+    kept.sort(key=lambda i: (-comp[i], keys[i]))
+    return kept, excluded
+
+
+def _read_source(cache: FaceCache, path: str, sha: str, max_pixels: int):
+    """Decode the photo at full size, from its canonical path or any alias that still has the bytes."""
+    aliases = cache.aliases_of().get(path, [])
+    last = "source missing"
+    for loc in [path, *aliases]:
+        try:
+            data = cache.abs_path(loc).read_bytes()
+        except OSError as exc:
+            last = f"source unreadable: {exc.strerror or exc}"
+            continue
+        if hashlib.sha256(data).hexdigest() != sha:
+            last = "source changed since embed"
+            continue
+        try:
+            return imageio.decode(data, max_pixels=max_pixels, long_side=0), None
+        except imageio.ImageSkip as exc:
+            last = exc.reason
+    return None, last
+
+
+def _sig(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_dir: str | Path, params: dict,
+                 checks: list[list[float]], engine_factory, enrich_path=None, singletons: list[str] | None = None,
+                 max_pixels: int = 250_000_000, io_threads: int = 3, progress: bool = False) -> dict:
+    out_dir = Path(out_dir)
+    p = {k: params[k] for k in CROP_KEYS}
+    cache = FaceCache.load(cache_path)
+    keys = cache.face_keys()
+    kidx = ids.key_index(cache)
+    pose = load_pose(cache, enrich_path)
+    f = cache.faces
+    t = quality.terms(pose, f["det_score"], f["kps"], f["face_short"], f["blur"])
+    comp = quality.composite(t, p["weights"])
+
+    plan: dict[str, dict] = {}
+    for name, members in identities.items():
+        idx = [kidx[k] for k in members if k in kidx]
+        missing = [k for k in members if k not in kidx]
+        ranked, excluded = select(cache, idx, comp, p)
+        excluded += [{"key": k, "stage": "missing", "reason": "face no longer in the cache"} for k in missing]
+        plan[name] = {"ranked": ranked, "excluded": excluded}
+    candidates = _candidates(cache, plan, singletons or [], comp, p) if p["candidates"] else {}
+
+    # every crop to make, grouped by photo so each photo is decoded once
+    jobs: dict[str, list[tuple[str, int, Path]]] = {}
+    for name, pl in plan.items():
+        for i in pl["ranked"]:
+            jobs.setdefault(str(cache.face_path[i]), []).append((name, i, out_dir / name / "faces" / crop_name(keys[i])))
+    for name, cands in candidates.items():
+        for i, _ in cands:
+            jobs.setdefault(str(cache.face_path[i]), []).append(
+                (f"_candidates/{name}", i, out_dir / "_candidates" / name / crop_name(keys[i])))
+
+    ledger_path = out_dir / CROPS_LEDGER
+    ledger = atomic.read_json(ledger_path) if ledger_path.is_file() else {}
+    crop_params = {k: p[k] for k in ("pad_ratio", "out_size")}
+    results: dict[tuple[str, int], dict] = {}
+    todo = []
+    for path, items in jobs.items():
+        need = []
+        for name, i, png in items:
+            sig = _sig([crop_params, checks, keys[i], f["bbox"][i].tolist()])
+            rel = str(png.relative_to(out_dir))
+            old = ledger.get(rel)
+            if old and old["sig"] == sig and (old["problem"] or png.is_file()):
+                results[(name, i)] = old
+            else:
+                need.append((name, i, png, sig))
+        if need:
+            todo.append((path, need))
+
+    engine = engine_factory() if todo else None
+    by_sha: dict[str, list[int]] = {}
+    for i, s in enumerate(f["sha256"].tolist()):
+        by_sha.setdefault(s, []).append(i)
+
+    def work(job):
+        path, need = job
+        sha = f["sha256"][need[0][1]]
+        dec, why = _read_source(cache, path, sha, max_pixels)
+        return path, need, dec, why
+
+    bar = tqdm(total=sum(len(n) for _, n in todo), desc="export crops", unit="crop", disable=not progress)
+    with ThreadPoolExecutor(max_workers=io_threads) as pool:
+        for path, need, dec, why in pool.map(work, todo):
+            for name, i, png, sig in need:
+                rel = str(png.relative_to(out_dir))
+                entry = {"sig": sig, "problem": None, "masked": False}
+                if dec is None:
+                    entry["problem"] = why
+                else:
+                    others = [f["bbox"][j] for j in by_sha[f["sha256"][i]] if j != i]
+                    crop, problem, masked = make_crop(engine, dec.bgr, f["bbox"][i], others, p["pad_ratio"],
+                                                      p["out_size"], checks)
+                    if crop is None:
+                        entry["problem"] = f"one-face check: {problem}"
+                    else:
+                        ok, buf = cv2.imencode(".png", crop)
+                        atomic.write_bytes(png, buf.tobytes())
+                        entry["masked"] = masked
+                results[(name, i)] = entry
+                ledger[rel] = entry
+                bar.update(1)
+    bar.close()
+    atomic.write_json(ledger_path, ledger)
+
+    index = {"kind": "crops", "tool": f"facesets {__version__}", "created": _now(), "cache": str(cache_path),
+             "params": p, "checks": checks, "facesets": {}, "candidates": {}}
+    for name, pl in plan.items():
+        members, excluded = [], list(pl["excluded"])
+        for i in pl["ranked"]:
+            r = results[(name, i)]
+            if r["problem"]:
+                excluded.append({"key": keys[i], "stage": "crop", "reason": r["problem"]})
+                continue
+            members.append(_member(cache, i, keys[i], t, comp, f"{name}/faces/{crop_name(keys[i])}", r))
+        for e in excluded:
+            e["path"] = str(cache.face_path[kidx[e["key"]]]) if e["key"] in kidx else None
+        index["facesets"][name] = {"members": members, "excluded": excluded}
+    for name, cands in candidates.items():
+        rows = []
+        for i, d in cands:
+            r = results[(f"_candidates/{name}", i)]
+            if not r["problem"]:
+                rows.append(dict(_member(cache, i, keys[i], t, comp, f"_candidates/{name}/{crop_name(keys[i])}", r),
+                                 distance=round(d, 4)))
+        index["candidates"][name] = rows
+    atomic.write_json(out_dir / CROPS_INDEX, index)
+    stats = {n: len(v["members"]) for n, v in index["facesets"].items()}
+    log.info("export crops: %d facesets, %d crops, %d rendered now", len(stats), sum(stats.values()),
+             sum(len(n) for _, n in todo))
+    return index
+
+
+def _member(cache: FaceCache, i: int, key: str, t: dict, comp: np.ndarray, crop: str, r: dict) -> dict:
+    return {"key": key, "path": str(cache.face_path[i]), "crop": crop,
+            "quality": {k: round(float(t[k][i]), 4) for k in quality.TERMS},
+            "composite": round(float(comp[i]), 4), "masked_bystanders": r.get("masked", False)}
+
+
+def _candidates(cache: FaceCache, plan: dict, singletons: list[str], comp: np.ndarray, p: dict) -> dict:
+    """Singleton faces that match an exported identity well enough to be worth a look."""
+    kidx = ids.key_index(cache)
+    names = [n for n, pl in plan.items() if pl["ranked"]]
+    if not names or not singletons:
+        return {}
+    emb = cache.embeddings
+    cents = ids.centroids(emb, [plan[n]["ranked"] for n in names])
+    idx = [kidx[k] for k in singletons if k in kidx]
+    out: dict[str, list] = {}
+    if not idx:
+        return out
+    dist = 1.0 - emb[idx] @ cents.T
+    for i, row in zip(idx, dist):
+        b = int(row.argmin())
+        if row[b] <= p["candidate_match_threshold"] and comp[i] >= p["candidate_min_score"] \
+                and cache.faces["face_short"][i] >= p["min_face_short"]:
+            out.setdefault(names[b], []).append((i, float(row[b])))
+    return out
+
+
+def export_bundles(out_dir: str | Path, top_n: int, extra: dict | None = None) -> dict:
+    """Bundles and manifests from crops.json; unchanged bundles are left as they are."""
+    out_dir = Path(out_dir)
+    index = atomic.read_json(out_dir / CROPS_INDEX)
+    ledger_path = out_dir / BUNDLES_LEDGER
+    ledger = atomic.read_json(ledger_path) if ledger_path.is_file() else {}
+    written = 0
+    summary = []
+    for name, fs in index["facesets"].items():
+        members = fs["members"]
+        for rank, m in enumerate(members, 1):
+            m["rank"] = rank
+        top = members[:top_n]
+        bundles = {}
+        for label, chosen in ((f"top{top_n}", top), ("all", members)):
+            if not chosen:
+                continue
+            bundle = out_dir / name / f"{name}_{label}.fsz"
+            files = [(f"{m['rank']:04d}_{Path(m['crop']).name}", out_dir / m["crop"]) for m in chosen]
+            digest = _sig([(n, ledger_sig(out_dir, src)) for n, src in files])
+            rel = str(bundle.relative_to(out_dir))
+            if ledger.get(rel) != digest or not bundle.is_file():
+                write_fsz(bundle, files)
+                ledger[rel] = digest
+                written += 1
+            bundles[label] = bundle.name
+        for stale in (out_dir / name).glob(f"{name}_top*.fsz"):
+            if stale.name != bundles.get(f"top{top_n}"):
+                stale.unlink()  # a regenerable output of an earlier top_n, not user data
+                ledger.pop(str(stale.relative_to(out_dir)), None)
+        per = {"faceset": name, "top_n": top_n, "bundles": bundles, "members": members,
+               "in_top": [m["key"] for m in top], "excluded": fs["excluded"]}
+        atomic.write_json(out_dir / name / MANIFEST, per)
+        summary.append({"name": name, "n_members": len(members), "n_top": len(top), "bundles": bundles,
+                        "excluded": _count(fs["excluded"])})
+    atomic.write_json(ledger_path, ledger)
+    manifest = {"kind": "swap_ready", "version": 1, "tool": f"facesets {__version__}", "created": _now(),
+                "params": dict(index["params"], top_n=top_n), "checks": index["checks"], "facesets": summary,
+                "candidates": {n: [m["crop"] for m in rows] for n, rows in index["candidates"].items()},
+                "stats": {"facesets": len(summary), "pngs": sum(s["n_members"] for s in summary),
+                          "bundles_written": written}}
+    manifest.update(extra or {})
+    atomic.write_json(out_dir / MANIFEST, manifest)
+    log.info("export bundles: %s", manifest["stats"])
+    return manifest
+
+
+def ledger_sig(out_dir: Path, png: Path) -> str:
+    st = png.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _count(excluded: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for e in excluded:
+        out[e["stage"]] = out.get(e["stage"], 0) + 1
+    return out
