@@ -12,8 +12,8 @@ from pipeline_util import planned, rules_of, snakemake, write_config
 
 pytestmark = [needs_shared, pytest.mark.slow]
 
-A = ["deepface/p01/img1.jpg", "deepface/p01/img2.jpg", "deepface/p03/img8.jpg", "deepface/p03/img9.jpg",
-     "deepface/p04/img3.jpg", "deepface/_group/couple.jpg"]
+A = ["deepface/p01/img1.jpg", "deepface/p01/img2.jpg", "deepface/p01/img4.jpg", "deepface/p03/img8.jpg",
+     "deepface/p03/img9.jpg", "deepface/p04/img3.jpg", "deepface/_group/couple.jpg"]
 B = ["deepface/p05/img16.jpg", "deepface/p06/img13.jpg", "deepface/p01/img1.jpg"]  # last: same bytes as in A
 
 
@@ -23,7 +23,7 @@ def built(tmp_path_factory):
     a, b = wd / "src_a", wd / "src_b"
     copy_photos(a, A)
     copy_photos(b, B)
-    cfg = write_config(wd, {"alpha": a, "beta": b})
+    cfg = write_config(wd, {"alpha": a, "beta": b}, refine={"min_faces": 2})
     snakemake(wd, cfg)
     return wd, cfg, a, b
 
@@ -97,10 +97,32 @@ def test_identity_outputs_and_threshold_change_reruns_only_refine(built):
     assert (wd / "results/cache/faces.duplicates.json").is_file()
     assert (wd / "results/cache/enrich.npz").is_file()
     data = yaml.safe_load(cfg.read_text())
-    data["refine"] = {"merge_threshold": 0.30}
+    data["refine"] = {**data["refine"], "merge_threshold": 0.30}
     changed = wd / "config_merge.yaml"
     changed.write_text(yaml.safe_dump(data))
     counts = rules_of(planned(wd, changed))
     assert counts["refine"] == 1
     for rule in ("embed_shard", "merge_cache", "inspect_cache", "cluster", "dedup_report", "enrich"):
         assert counts[rule] == 0, (rule, counts)
+
+
+def test_top_n_change_rewrites_only_bundles(built):
+    wd, cfg, _, _ = built
+    export = wd / "results/facesets_swap_ready"
+    assert json.loads((export / "verify.json").read_text())["ok"] is True
+    assert planned(wd, cfg) == []
+    data = yaml.safe_load(cfg.read_text())
+    data["export"] = {"top_n": 1}
+    changed = wd / "config_topn.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    counts = rules_of(planned(wd, changed))
+    assert counts["export_bundles"] == 1 and counts["verify_fsz"] == 1
+    for rule in ("embed_shard", "merge_cache", "cluster", "refine", "enrich", "export_crops"):
+        assert counts[rule] == 0, (rule, counts)
+    pngs = {p: p.stat().st_mtime_ns for p in export.rglob("*.png")}
+    snakemake(wd, changed)
+    assert {p: p.stat().st_mtime_ns for p in export.rglob("*.png")} == pngs
+    manifest = json.loads((export / "manifest.json").read_text())
+    with_members = [f for f in manifest["facesets"] if f["n_members"]]
+    assert with_members and len(list(export.rglob("*_top1.fsz"))) == len(with_members)
+    assert not list(export.rglob("*_top30.fsz"))

@@ -1,0 +1,198 @@
+"""export-swap and verify-fsz on the real photos with the real model pack."""
+import io
+import json
+import os
+import shutil
+import zipfile
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from conftest import FACES, copy_photos, needs_shared, test_config
+from facesets import cluster_stage, refine
+from facesets.cache import FaceCache
+from facesets.export import export_bundles, export_crops
+from facesets.fsz import write_fsz
+from facesets.verify import verify
+
+pytestmark = needs_shared
+CHECKS = [[640, 0.5], [320, 0.5], [640, 0.3]]
+MULTI = ("photoprism/_multi/", "/_group/", "deepface/p04/img54.jpg")
+
+
+def _identities(manifest):
+    return {n: [k for k, _ in fs["faces"]] for n, fs in manifest["facesets"].items()}
+
+
+@pytest.fixture(scope="module")
+def exported(shared_store, tmp_path_factory, engine):
+    store, _ = shared_store
+    tmp = tmp_path_factory.mktemp("export")
+    cache_path = tmp / "faces.npz"
+    cache = FaceCache.load(store)
+    cache.save(cache_path)
+    params = {**test_config()["refine"], "min_faces": 3}
+    man = refine.run(cache_path, tmp / "refined", params)
+    raw = cluster_stage.run(cache_path, tmp / "raw", 0.55, 0.5)
+    ex = dict(test_config()["export"], candidates=True)
+    out = tmp / "swap"
+    index = export_crops(cache_path, _identities(man), out, ex, CHECKS, lambda: engine,
+                         singletons=[k for k, _ in raw["singletons"]])
+    manifest = export_bundles(out, ex["top_n"])
+    return cache_path, out, index, manifest
+
+
+def test_every_bundle_passes_verify(exported, engine):
+    _, out, _, manifest = exported
+    bundles = list(out.rglob("*.fsz"))
+    assert len(bundles) == 2 * sum(1 for f in manifest["facesets"] if f["n_members"])
+    assert verify([out], engine, CHECKS) == []
+    for b in bundles:
+        with zipfile.ZipFile(b) as zf:
+            names = zf.namelist()
+            assert names and all(n.endswith(".png") and "/" not in n for n in names)
+            img = cv2.imdecode(np.frombuffer(zf.read(names[0]), np.uint8), cv2.IMREAD_UNCHANGED)
+            assert img.shape == (512, 512, 3) and img.dtype == np.uint8
+
+
+def test_multi_person_photos_give_only_the_matching_face(exported, engine):
+    cache_path, out, index, _ = exported
+    cache = FaceCache.load(cache_path)
+    emb = dict(zip(cache.face_keys(), cache.embeddings))
+    by_photo = {}
+    for k, p in zip(cache.face_keys(), cache.face_path.tolist()):
+        by_photo.setdefault(p, []).append(k)
+    checked = 0
+    for name, fs in index["facesets"].items():
+        for m in fs["members"]:
+            if not any(s in m["path"] for s in MULTI) or len(by_photo[m["path"]]) < 2:
+                continue
+            crop = cv2.imread(str(out / m["crop"]))
+            det = engine.detect(crop)
+            assert len(det) == 1, m
+            got = engine.embed(crop, det.kps)[0]
+            got /= np.linalg.norm(got)
+            sims = {k: float(got @ emb[k]) for k in by_photo[m["path"]]}
+            assert max(sims, key=sims.get) == m["key"], (m["path"], sims)  # the crop shows its own face
+            checked += 1
+    assert checked >= 3
+
+
+def test_manifests_and_exclusions_are_reported(exported):
+    _, out, index, manifest = exported
+    assert manifest["params"]["top_n"] == 30 and manifest["stats"]["facesets"] == len(index["facesets"])
+    for f in manifest["facesets"]:
+        per = json.loads((out / f["name"] / "manifest.json").read_text())
+        ranks = [m["rank"] for m in per["members"]]
+        assert ranks == list(range(1, len(ranks) + 1))
+        comps = [m["composite"] for m in per["members"]]
+        assert comps == sorted(comps, reverse=True)  # top-N is ordered by the composite score
+        for m in per["members"]:
+            assert set(m["quality"]) == {"frontality", "det_score", "landmark_symmetry", "face_size", "sharpness"}
+            assert all(0 <= v <= 1 for v in m["quality"].values())
+        for e in per["excluded"]:
+            assert e["stage"] and e["reason"]
+    stages = {e["stage"] for fs in index["facesets"].values() for e in fs["excluded"]}
+    assert "crop" in stages  # at least one crop failed the one-face check and was left out, with a reason
+
+
+def test_blurred_copy_ranks_below_its_sharp_original(tmp_path, engine):
+    from facesets.embed import embed_source
+
+    src = tmp_path / "src"
+    rels = [f"deepface/p01/{n}" for n in ("img1.jpg", "img2.jpg", "img4.jpg", "img5.jpg", "img6.jpg")]
+    copy_photos(src, rels)
+    Image.open(src / rels[0]).filter(ImageFilter.GaussianBlur(6)).save(src / "blurred.jpg", quality=95)
+    embed_source(src, tmp_path / "store", "b", test_config(), lambda: engine, progress=False)
+    cache = FaceCache.load(tmp_path / "store")
+    cache.save(tmp_path / "faces.npz")
+    keys = dict(zip(cache.face_path.tolist(), cache.face_keys()))
+    sharp, blurred = keys["b/" + rels[0]], keys["b/blurred.jpg"]
+    ex = dict(test_config()["export"], dup_similarity=0.999)  # keep both so both are ranked
+    index = export_crops(tmp_path / "faces.npz", {"faceset_001": list(keys.values())}, tmp_path / "out", ex,
+                         CHECKS, lambda: engine)
+    members = {m["key"]: m for m in index["facesets"]["faceset_001"]["members"]}
+    assert members[sharp]["quality"]["sharpness"] > members[blurred]["quality"]["sharpness"]
+    order = [m["key"] for m in index["facesets"]["faceset_001"]["members"]]
+    assert order.index(sharp) < order.index(blurred)
+    # at the default near-duplicate threshold the two are one shot and the sharp one is kept
+    index = export_crops(tmp_path / "faces.npz", {"faceset_001": list(keys.values())}, tmp_path / "out2",
+                         test_config()["export"], CHECKS, lambda: engine)
+    fs = index["facesets"]["faceset_001"]
+    assert sharp in {m["key"] for m in fs["members"]}
+    dup = [e for e in fs["excluded"] if e["key"] == blurred]
+    assert dup and dup[0]["stage"] == "near_duplicate" and sharp in dup[0]["reason"]
+
+
+def test_changed_top_n_rewrites_only_top_bundles(exported, tmp_path):
+    _, out, _, _ = exported
+    work = tmp_path / "swap"
+    shutil.copytree(out, work, copy_function=shutil.copy2)
+    before = {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()}
+    export_bundles(work, 2)
+    after = {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()}
+    pngs = [p for p in before if p.suffix == ".png"]
+    assert pngs and all(after[p] == before[p] for p in pngs)
+    alls = [p for p in before if p.name.endswith("_all.fsz")]
+    assert alls and all(after[p] == before[p] for p in alls)
+    assert not [p for p in after if p.name.endswith("_top30.fsz")]  # old top bundles replaced
+    tops = [p for p in after if p.name.endswith("_top2.fsz")]
+    assert tops
+    for t in tops:
+        with zipfile.ZipFile(t) as zf:
+            assert len(zf.namelist()) <= 2
+
+
+def _png(img: np.ndarray) -> bytes:
+    return cv2.imencode(".png", img)[1].tobytes()
+
+
+def test_verify_reports_each_violation(tmp_path, engine, exported):
+    _, out, index, _ = exported
+    good_png = next(out.rglob("*.png")).read_bytes()
+    good = cv2.imdecode(np.frombuffer(good_png, np.uint8), cv2.IMREAD_COLOR)
+    two = np.concatenate([cv2.resize(good, (256, 512)), cv2.resize(good, (256, 512))], axis=1)
+    rgba = cv2.cvtColor(good, cv2.COLOR_BGR2BGRA)
+    blank = np.zeros((512, 512, 3), np.uint8)
+    bad = tmp_path / "bad.fsz"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("ok.png", good_png)
+        zf.writestr("sub/", b"")
+        zf.writestr("sub/inner.png", good_png)
+        zf.writestr("UPPER.PNG", good_png)
+        zf.writestr("photo.jpg", b"jpg")
+        zf.writestr("empty.png", b"")
+        zf.writestr("../escape.png", good_png)
+        zf.writestr("two.png", _png(two))
+        zf.writestr("rgba.png", _png(rgba))
+        zf.writestr("small.png", _png(cv2.resize(good, (256, 256))))
+        zf.writestr("noface.png", _png(blank))
+        link = zipfile.ZipInfo("link.png")
+        link.external_attr = (0o120777 << 16)
+        zf.writestr(link, "ok.png")
+    rows = verify([bad], engine, CHECKS)
+    problems = {r["member"]: r["problem"] for r in rows}
+    assert "ok.png" not in problems
+    for member, word in [("sub/", "directory"), ("sub/inner.png", "top level"), ("UPPER.PNG", "lower-case"),
+                         ("photo.jpg", "lower-case"), ("empty.png", "empty"), ("../escape.png", "unsafe"),
+                         ("two.png", "2 faces"), ("rgba.png", "RGBA"), ("small.png", "256x256"),
+                         ("noface.png", "0 faces"), ("link.png", "symlink")]:
+        assert word in problems.get(member, ""), (member, problems.get(member))
+    not_zip = tmp_path / "notzip.fsz"
+    not_zip.write_text("hello")
+    assert "not a zip" in verify([not_zip], engine, CHECKS)[0]["problem"]
+
+
+def test_verify_cli_exit_code(tmp_path, exported):
+    from facesets.cli import main
+    from conftest import PACK
+
+    _, out, _, _ = exported
+    assert main(["verify-fsz", str(out), "--model-pack", str(PACK), "--quiet"]) == 0
+    bad = tmp_path / "bad.fsz"
+    write_fsz(bad, [("a.png", next(out.rglob("*.png")))])
+    with zipfile.ZipFile(bad, "a") as zf:
+        zf.writestr("notes.txt", "x")
+    assert main(["verify-fsz", str(bad), "--model-pack", str(PACK), "--quiet"]) == 1
