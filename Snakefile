@@ -13,6 +13,7 @@ include: "rules/common.smk"
 include: "rules/embed.smk"
 include: "rules/identities.smk"
 include: "rules/export.smk"
+include: "rules/curation.smk"
 
 
 rule all:
@@ -24,5 +25,7 @@ rule all:
         DUPLICATES,
         ENRICH,
         EXPORT_MANIFEST,
+        VERIFY_EXPORT,
+        APPLIED,
         VERIFY,
         [EVALUATION] if config["evaluate"]["labels"] else [],

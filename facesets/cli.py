@@ -267,6 +267,99 @@ def cmd_verify(args) -> int:
     return 1 if rows else 0
 
 
+def _read_plans(paths: list[str]) -> list[dict]:
+    from . import atomic
+
+    plans = [atomic.read_json(p) for p in paths or []]
+    from .plans import ORDER
+
+    return sorted(plans, key=lambda p: ORDER.index(p["pass"]) if p["pass"] in ORDER else len(ORDER))
+
+
+def cmd_stage_worker(args) -> int:
+    from .workers import stage
+
+    cfg = _settings(args)
+    w = cfg["workers"]
+    providers = w["providers"] or cfg["model"]["providers"]
+    if args.worker == "multiface":
+        mf = cfg["curation"]["multiface"]
+        settings = {"pack": cfg["model"]["pack"], "root": cfg["model"]["root"], "providers": providers,
+                    "det_size": cfg["model"]["det_size"], "det_thresh": min(0.3, mf["min_det_score"])}
+    else:
+        oc = cfg["curation"]["occlusion"]
+        settings = {k: oc[k] for k in ("model", "pretrained", "prompts", "batch_size")}
+    n = stage(args.export, args.out, settings, w["path_map"])
+    log.info("staged %d crops for the %s worker in %s", n, args.worker, args.out)
+    return 0
+
+
+def cmd_run_worker(args) -> int:
+    from .workers import run
+
+    cfg = _settings(args)
+    run(args.worker, args.queue, args.results, cfg["workers"]["python"])
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from . import atomic, plans as P
+    from .cache import FaceCache
+    from .corpus import inventory
+    from .workers import read_results
+
+    cfg = _settings(args)
+    cur = cfg["curation"]
+    inv = inventory(args.export)
+    prior = P.prior_state(inv, _read_plans(args.prior))
+    if args.pass_name == "occlusion":
+        plan = P.plan_occlusion(inv, read_results(args.results), cur["occlusion"],
+                                skipped=None if args.results else "occlusion filter off (curation.occlusion.enabled)")
+    elif args.pass_name == "consolidate":
+        plan = P.plan_consolidate(inv, prior, FaceCache.load(args.cache), cur["consolidate"])
+    elif args.pass_name == "bytedup":
+        plan = P.plan_bytedup(inv, prior, Path(args.export), cur["bytedup"])
+    elif args.pass_name == "neardup":
+        plan = P.plan_neardup(inv, prior, FaceCache.load(args.cache), cur["neardup"])
+    else:
+        plan = P.plan_multiface(inv, prior, read_results(args.results) or {}, cur["multiface"])
+    atomic.write_json(args.out, plan)
+    log.info("plan %s: %s", plan["pass"], plan["stats"] or "no changes")
+    return 0
+
+
+def cmd_apply(args) -> int:
+    from . import corpus
+
+    cfg = _settings(args)
+    plans = _read_plans(args.plans)
+    if args.dry_run:
+        from .corpus import counts, desired, inventory
+
+        inv = inventory(args.export)
+        want = desired(inv, plans, cfg["curation"]["thin_below"])
+        for p in plans:
+            for ch in p["changes"]:
+                print(f'{p["pass"]:<12} {ch["action"]:<10} {ch["faceset"]:<16} {ch.get("crop", ch.get("into", ch.get("to", ""))):<40} {ch["reason"]}')
+        print(json.dumps(counts(inv, want)))
+        return 0
+    used = {"curation": cfg["curation"], "export": {"top_n": cfg["export"]["top_n"]}}
+    stats = corpus.apply(args.export, args.corpus, plans, used, cfg["curation"]["thin_below"])
+    if args.out:
+        from . import atomic
+
+        atomic.write_json(args.out, stats)
+    print(json.dumps(stats))
+    return 0
+
+
+def cmd_undo(args) -> int:
+    from . import corpus
+
+    print(json.dumps(corpus.undo(args.corpus)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="facesets", description=__doc__)
     ap.add_argument("--version", action="version", version=f"facesets {__version__}")
@@ -376,6 +469,43 @@ def build_parser() -> argparse.ArgumentParser:
     _model_flags(p)
     p.set_defaults(func=cmd_verify)
 
+    p = sub.add_parser("stage-worker", help="write a worker queue.json of every exported crop (paths mapped)")
+    p.add_argument("worker", choices=["multiface", "clip"])
+    p.add_argument("--export", required=True)
+    p.add_argument("--out", required=True)
+    _model_flags(p)
+    p.set_defaults(func=cmd_stage_worker)
+
+    p = sub.add_parser("run-worker", help="run scripts/<worker>_worker.py with the configured interpreter")
+    p.add_argument("worker", choices=["multiface", "clip"])
+    p.add_argument("queue")
+    p.add_argument("results")
+    _model_flags(p)
+    p.set_defaults(func=cmd_run_worker)
+
+    p = sub.add_parser("plan", help="write one curation pass's plan (reviewable JSON; nothing is moved)")
+    p.add_argument("pass_name", choices=["occlusion", "consolidate", "bytedup", "neardup", "multiface"])
+    p.add_argument("--export", required=True)
+    p.add_argument("--cache")
+    p.add_argument("--results", help="worker results.json (occlusion, multiface)")
+    p.add_argument("--prior", nargs="*", default=[], help="plans of the earlier passes")
+    p.add_argument("--out", required=True)
+    _model_flags(p)
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("apply", help="bring the curated corpus to what the plans describe (journaled)")
+    p.add_argument("plans", nargs="*")
+    p.add_argument("--export", required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", help="write the apply summary here")
+    p.add_argument("--dry-run", action="store_true", help="print every planned change and the resulting counts")
+    _model_flags(p)
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("undo", help="restore the corpus to its state before any applied plan")
+    p.add_argument("corpus")
+    p.set_defaults(func=cmd_undo)
+
     p = sub.add_parser("demo-setup", help="prepare the offline demo photos and config overlay in FOLDER")
     p.add_argument("folder")
     p.add_argument("--model-pack", help="pack folder (default: $FACESETS_PACK, else buffalo_l)")
@@ -394,7 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a clear one-line error for users, full trace in the log
         from .store import StoreLocked
 
-        if isinstance(exc, StoreLocked):
+        from .corpus import CorpusLocked
+
+        if isinstance(exc, (StoreLocked, CorpusLocked)):
             log.error("%s", exc)
             return 3
         log.exception("%s failed", args.cmd)

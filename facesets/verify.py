@@ -25,7 +25,9 @@ def find_bundles(paths: list[str | Path], include_quarantine: bool = False) -> l
     for p in map(Path, paths):
         if p.is_dir():
             for f in sorted(p.rglob("*")):
-                if f.suffix.lower() == ".fsz" and (include_quarantine or not SKIP_DIRS & set(f.relative_to(p).parts)):
+                parts = f.relative_to(p).parts[:-1]
+                hidden = any(x.startswith(".") for x in parts)  # .curation backups are not shipped
+                if f.suffix.lower() == ".fsz" and not hidden and (include_quarantine or not SKIP_DIRS & set(parts)):
                     out.append(f)
         else:
             out.append(p)

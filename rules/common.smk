@@ -16,6 +16,7 @@ RESULTS = config["results"]
 SOURCES = {s["name"]: os.path.abspath(os.path.expanduser(s["path"])) for s in config["sources"]}
 SHARDS = config["embed"]["shards"]
 FACESETS = f'"{sys.executable}" -m facesets'
+SCRIPTS = os.path.join(workflow.basedir, "scripts")  # stand-alone GPU workers
 
 CACHE = f"{RESULTS}/cache/faces.npz"
 CACHE_CSV = f"{RESULTS}/cache/faces.csv"

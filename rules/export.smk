@@ -1,10 +1,10 @@
 # Refined identities -> swap-ready crops -> .fsz bundles + manifests -> contract check.
 # Crop settings and top_n live in different rules: changing top_n rewrites bundles and manifests only.
 
-EXPORT = f"{RESULTS}/facesets_swap_ready"
+EXPORT = f"{RESULTS}/export"
 CROPS_INDEX = f"{EXPORT}/crops.json"
 EXPORT_MANIFEST = f"{EXPORT}/manifest.json"
-VERIFY = f"{EXPORT}/verify.json"
+VERIFY_EXPORT = f"{EXPORT}/verify.json"
 CROP_SETTINGS = {k: v for k, v in config["export"].items() if k != "top_n"}
 
 
@@ -47,17 +47,17 @@ rule export_bundles:
         "{FACESETS} export-bundles {params.out:q} --top-n {params.top_n} --log {log:q}"
 
 
-rule verify_fsz:
+rule verify_export:
     input:
         EXPORT_MANIFEST,
     output:
-        VERIFY,
+        VERIFY_EXPORT,
     params:
         settings=json.dumps({"model": EMBED_SETTINGS["model"], "export": {"out_size": config["export"]["out_size"]},
                              "verify": config["verify"]}, sort_keys=True),
         out=EXPORT,
     log:
-        f"{RESULTS}/logs/verify_fsz/verify_fsz.log",
+        f"{RESULTS}/logs/verify_export/verify_export.log",
     shell:
         "{FACESETS} verify-fsz {params.out:q} --json {output:q} --allow-empty --settings {params.settings:q} "
         "--runtime {EMBED_RUNTIME:q} --quiet --log {log:q}"

@@ -108,16 +108,19 @@ def test_identity_outputs_and_threshold_change_reruns_only_refine(built):
 
 def test_top_n_change_rewrites_only_bundles(built):
     wd, cfg, _, _ = built
-    export = wd / "results/facesets_swap_ready"
+    export = wd / "results/export"
     assert json.loads((export / "verify.json").read_text())["ok"] is True
+    assert json.loads((wd / "results/curation/verify.json").read_text())["ok"] is True
     assert planned(wd, cfg) == []
     data = yaml.safe_load(cfg.read_text())
     data["export"] = {"top_n": 1}
     changed = wd / "config_topn.yaml"
     changed.write_text(yaml.safe_dump(data))
     counts = rules_of(planned(wd, changed))
-    assert counts["export_bundles"] == 1 and counts["verify_fsz"] == 1
-    for rule in ("embed_shard", "merge_cache", "cluster", "refine", "enrich", "export_crops"):
+    assert counts["export_bundles"] == 1 and counts["verify_export"] == 1
+    assert counts["apply"] == 1 and counts["verify_fsz"] == 1  # the corpus follows the new bundles
+    for rule in ("embed_shard", "merge_cache", "cluster", "refine", "enrich", "export_crops", "stage_worker",
+                 "run_worker", "plan_neardup"):
         assert counts[rule] == 0, (rule, counts)
     pngs = {p: p.stat().st_mtime_ns for p in export.rglob("*.png")}
     snakemake(wd, changed)
@@ -126,3 +129,25 @@ def test_top_n_change_rewrites_only_bundles(built):
     with_members = [f for f in manifest["facesets"] if f["n_members"]]
     assert with_members and len(list(export.rglob("*_top1.fsz"))) == len(with_members)
     assert not list(export.rglob("*_top30.fsz"))
+
+
+def test_curation_plans_and_apply(built):
+    wd, cfg, _, _ = built
+    snakemake(wd, cfg)  # back to the base config after the earlier tests' changes
+    assert planned(wd, cfg) == []
+    for p in ("occlusion", "consolidate", "bytedup", "neardup", "multiface"):
+        plan = json.loads((wd / f"results/curation/plans/{p}.json").read_text())
+        assert plan["pass"] == p
+    corpus = json.loads((wd / "results/facesets_swap_ready/manifest.json").read_text())
+    assert corpus["kind"] == "curated" and corpus["provenance"]
+    data = yaml.safe_load(cfg.read_text())
+    data["curation"] = {"neardup": {"similarity": 0.99}}
+    changed = wd / "config_neardup.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    counts = rules_of(planned(wd, changed))
+    assert counts["plan_neardup"] == 1 and counts["plan_multiface"] == 1 and counts["apply"] == 1
+    for rule in ("stage_worker", "run_worker", "plan_occlusion", "plan_consolidate", "plan_bytedup",
+                 "export_crops", "export_bundles", "refine"):
+        assert counts[rule] == 0, (rule, counts)
+    plans_only = rules_of(planned(wd, changed, "plans"))
+    assert plans_only["apply"] == 0 and plans_only["plan_neardup"] == 1

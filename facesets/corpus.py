@@ -1,0 +1,415 @@
+"""The curated corpus: a function of (export, plans), applied by journaled moves and undone exactly.
+
+- The export (results/export) is never edited. The corpus (results/facesets_swap_ready) mirrors it:
+  `sync` links new export files in (journal kind "sync").
+- `apply` computes the desired state from the plans -- where each faceset lives (active, _masked/,
+  _merged/, _thin/) and which crops are dropped (faces/_dropped/) -- and moves files until the corpus
+  matches, in either direction, so changed thresholds bring back what the new config keeps. Bundles
+  are re-zipped only where membership changed; the old bundle and manifest are kept as backups.
+- Every operation is written to the journal (fsync) before it happens; `undo` replays the "apply"
+  entries backwards, which restores the corpus byte for byte. Nothing is deleted: files an apply
+  created are moved into .curation/undone/ by undo.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import json
+import logging
+import os
+import shutil
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__, atomic
+from .fsz import write_fsz
+
+log = logging.getLogger(__name__)
+QUARANTINES = ("_masked", "_merged", "_thin")
+CURATION = ".curation"
+MANIFEST = "manifest.json"
+
+
+class CorpusLocked(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------- inventory of the export
+@dataclass
+class Crop:
+    faceset: str
+    name: str
+    key: str | None
+    composite: float
+
+
+@dataclass
+class Inventory:
+    facesets: dict[str, list[Crop]]
+    thin_markers: set[str] = field(default_factory=set)
+    top_n: int = 30
+
+    def crop(self, faceset: str, name: str) -> Crop | None:
+        return next((c for c in self.facesets.get(faceset, []) if c.name == name), None)
+
+
+def inventory(export_dir: str | Path) -> Inventory:
+    """Every PNG of every exported faceset, with its face key and composite where crops.json knows it."""
+    export_dir = Path(export_dir)
+    known: dict[tuple[str, str], dict] = {}
+    top_n = 30
+    index_path = export_dir / "crops.json"
+    if index_path.is_file():
+        index = atomic.read_json(index_path)
+        for fs_name, fs in index["facesets"].items():
+            for m in fs["members"]:
+                known[(fs_name, Path(m["crop"]).name)] = m
+    manifest_path = export_dir / MANIFEST
+    if manifest_path.is_file():
+        top_n = atomic.read_json(manifest_path).get("params", {}).get("top_n", top_n)
+    out: dict[str, list[Crop]] = {}
+    thin = set()
+    for d in sorted(p for p in export_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+        faces = d / "faces"
+        crops = []
+        for png in sorted(faces.glob("*.png")) if faces.is_dir() else []:
+            m = known.get((d.name, png.name))
+            crops.append(Crop(d.name, png.name, m["key"] if m else None, m["composite"] if m else 0.0))
+        out[d.name] = crops
+        if (d / "THIN.txt").exists():
+            thin.add(d.name)
+    return Inventory(out, thin, top_n)
+
+
+# ---------------------------------------------------------------- desired state from plans
+@dataclass
+class Desired:
+    location: dict[str, str]                      # faceset -> "" (active) or a quarantine folder
+    reason: dict[str, dict]                       # faceset -> {reason, evidence, into?}
+    dropped: dict[tuple[str, str], dict]          # (faceset, crop) -> {pass, reason}
+
+    def active(self, inv: Inventory, faceset: str) -> list[Crop]:
+        return [c for c in inv.facesets[faceset] if (faceset, c.name) not in self.dropped]
+
+    def members(self, inv: Inventory, faceset: str) -> list[Crop]:
+        """A surviving faceset's bundle members: its own active crops plus those of facesets merged into it."""
+        crops = list(self.active(inv, faceset))
+        for other, r in self.reason.items():
+            if r.get("into") == faceset and self.location[other] == "_merged":
+                crops += self.active(inv, other)
+        return sorted(crops, key=lambda c: (-c.composite, c.faceset, c.name))
+
+
+def desired(inv: Inventory, plans: list[dict], thin_below: int = 0) -> Desired:
+    loc = {f: "" for f in inv.facesets}
+    why: dict[str, dict] = {}
+    dropped: dict[tuple[str, str], dict] = {}
+    for plan in plans:
+        for ch in plan.get("changes", []):
+            f = ch["faceset"]
+            if f not in loc:
+                continue
+            if ch["action"] == "drop":
+                dropped.setdefault((f, ch["crop"]), {"pass": plan["pass"], "reason": ch["reason"]})
+            elif ch["action"] in ("quarantine", "merge") and loc[f] == "":
+                loc[f] = ch.get("to", "_merged")
+                why[f] = {"pass": plan["pass"], "reason": ch["reason"], "evidence": ch.get("evidence"),
+                          **({"into": ch["into"]} if ch["action"] == "merge" else {})}
+    d = Desired(loc, why, dropped)
+    for f in inv.facesets:
+        if loc[f] == "" and (f in inv.thin_markers or (thin_below and len(d.members(inv, f)) < thin_below)):
+            loc[f] = "_thin"
+            why[f] = {"pass": "thin", "reason": "THIN marker" if f in inv.thin_markers
+                      else f"{len(d.members(inv, f))} active PNGs < {thin_below}"}
+    return d
+
+
+# ---------------------------------------------------------------- journal
+class Journal:
+    def __init__(self, corpus: Path):
+        self.dir = corpus / CURATION
+        self.path = self.dir / "journal.jsonl"
+
+    def entries(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        out = []
+        with open(self.path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if line:
+                    try:
+                        out.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        break  # a torn last line from a kill: the op it announced never started
+        return out
+
+    def next_run(self) -> int:
+        return max((e.get("run", 0) for e in self.entries()), default=0) + 1
+
+    def write(self, entry: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def locked(corpus: Path):
+    (corpus / CURATION).mkdir(parents=True, exist_ok=True)
+    fh = open(corpus / CURATION / "lock", "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        fh.close()
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            raise CorpusLocked(f"another facesets process is curating {corpus}; wait for it to finish") from None
+        raise
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+class Ops:
+    """File operations that are journaled before they happen."""
+
+    def __init__(self, corpus: Path, journal: Journal, run: int, kind: str):
+        self.corpus, self.journal, self.run, self.kind = corpus, journal, run, kind
+        self.count = 0
+
+    def _rec(self, **entry) -> None:
+        self.journal.write({"run": self.run, "kind": self.kind, **entry})
+        self.count += 1
+
+    def move(self, src: str, dst: str) -> None:
+        s, d = self.corpus / src, self.corpus / dst
+        if not s.exists() or d.exists():
+            raise FileExistsError(f"cannot move {src} -> {dst}")
+        self._rec(op="move", src=src, dst=dst)
+        d.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(s, d)
+        _prune_empty(s.parent, self.corpus)
+
+    def link_in(self, src_abs: Path, dst: str) -> None:
+        self._rec(op="create", path=dst)
+        d = self.corpus / dst
+        d.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src_abs, d)
+        except OSError:
+            shutil.copy2(src_abs, d)
+
+    def replace(self, path: str, writer) -> None:
+        """Write `path` anew with writer(abs_path); an existing file is kept as a backup first."""
+        p = self.corpus / path
+        if p.exists():
+            backup = f"{CURATION}/backups/run{self.run:04d}/{path}"
+            self._rec(op="backup", path=path, backup=backup)
+            b = self.corpus / backup
+            b.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, b)
+        else:
+            self._rec(op="create", path=path)
+        writer(p)
+
+
+def _prune_empty(d: Path, stop: Path) -> None:
+    while d != stop and d.is_dir() and not any(d.iterdir()) and d.name in ("_dropped",) + QUARANTINES:
+        d.rmdir()
+        d = d.parent
+
+
+# ---------------------------------------------------------------- where things are now
+def current_location(corpus: Path, faceset: str) -> str | None:
+    if (corpus / faceset).is_dir():
+        return ""
+    for q in QUARANTINES:
+        if (corpus / q / faceset).is_dir():
+            return q
+    return None
+
+
+def _fdir(loc: str, faceset: str) -> str:
+    return f"{loc}/{faceset}" if loc else faceset
+
+
+def sync(export_dir: Path, corpus: Path, inv: Inventory, journal: Journal, run: int) -> int:
+    """Link every export file the corpus lacks into the faceset wherever it lives now."""
+    ops = Ops(corpus, journal, run, "sync")
+    for f in inv.facesets:
+        loc = current_location(corpus, f) or ""
+        src_dir = export_dir / f
+        # once the corpus has bundles for a faceset they are its own: apply re-zips them as needed
+        own_bundles = (corpus / _fdir(loc, f)).is_dir() and any((corpus / _fdir(loc, f)).glob("*.fsz"))
+        for src in sorted(src_dir.rglob("*")):
+            if not src.is_file():
+                continue
+            rel = src.relative_to(src_dir).as_posix()
+            here = f"{_fdir(loc, f)}/{rel}"
+            dropped = f"{_fdir(loc, f)}/faces/_dropped/{Path(rel).name}" if rel.startswith("faces/") else None
+            if (corpus / here).exists() or (dropped and (corpus / dropped).exists()):
+                continue
+            if rel.endswith(".fsz") and own_bundles:
+                continue
+            ops.link_in(src, here)
+    return ops.count
+
+
+# ---------------------------------------------------------------- apply / undo
+def _bundle_digest(path: Path) -> list[tuple[str, int]] | None:
+    if not path.is_file():
+        return None
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return [(i.filename, i.CRC) for i in zf.infolist()]
+    except zipfile.BadZipFile:
+        return None
+
+
+def counts(inv: Inventory, d: Desired) -> dict:
+    active = [f for f in inv.facesets if d.location[f] == ""]
+    return {"active_facesets": len(active),
+            "active_pngs": sum(len(d.members(inv, f)) for f in active),
+            "masked": sum(v == "_masked" for v in d.location.values()),
+            "thin": sum(v == "_thin" for v in d.location.values()),
+            "merged": sum(v == "_merged" for v in d.location.values()),
+            "dropped": len(d.dropped)}
+
+
+def mirror(export_dir: str | Path, corpus_dir: str | Path) -> int:
+    """Only link the export in (no plan): the state that `undo` returns to."""
+    export_dir, corpus = Path(export_dir), Path(corpus_dir)
+    corpus.mkdir(parents=True, exist_ok=True)
+    with locked(corpus):
+        journal = Journal(corpus)
+        return sync(export_dir, corpus, inventory(export_dir), journal, journal.next_run())
+
+
+def apply(export_dir: str | Path, corpus_dir: str | Path, plans: list[dict], config_used: dict | None = None,
+          thin_below: int = 0) -> dict:
+    export_dir, corpus = Path(export_dir), Path(corpus_dir)
+    corpus.mkdir(parents=True, exist_ok=True)
+    with locked(corpus):
+        inv = inventory(export_dir)
+        journal = Journal(corpus)
+        run = journal.next_run()
+        synced = sync(export_dir, corpus, inv, journal, run)
+        previous = atomic.read_json(corpus / MANIFEST) if (corpus / MANIFEST).is_file() else None
+        before = _observed_counts(corpus, inv)
+        want = desired(inv, plans, thin_below)
+        ops = Ops(corpus, journal, run, "apply")
+        # 1. facesets to their folders
+        for f in inv.facesets:
+            loc = current_location(corpus, f)
+            if loc is not None and loc != want.location[f]:
+                ops.move(_fdir(loc, f), _fdir(want.location[f], f))
+        # 2. crops in or out of faces/_dropped/
+        for f, crops in inv.facesets.items():
+            base = _fdir(want.location[f], f)
+            for c in crops:
+                active, dropped = f"{base}/faces/{c.name}", f"{base}/faces/_dropped/{c.name}"
+                if (f, c.name) in want.dropped and (corpus / active).exists():
+                    ops.move(active, dropped)
+                elif (f, c.name) not in want.dropped and (corpus / dropped).exists():
+                    ops.move(dropped, active)
+        # 3. re-zip the bundles of active facesets whose membership changed
+        rezipped = []
+        for f in inv.facesets:
+            if want.location[f] != "":
+                continue
+            members = want.members(inv, f)
+            files = [(f"{r:04d}_{c.name}", corpus / _fdir(want.location[c.faceset], c.faceset) / "faces" / c.name)
+                     for r, c in enumerate(members, 1)]
+            for label, chosen in ((f"top{inv.top_n}", files[:inv.top_n]), ("all", files)):
+                path = f"{f}/{f}_{label}.fsz"
+                want_digest = [(n, zlib.crc32(src.read_bytes()) & 0xFFFFFFFF) for n, src in chosen]
+                if chosen and _bundle_digest(corpus / path) != want_digest:
+                    ops.replace(path, lambda p, ch=chosen: write_fsz(p, ch))
+                    rezipped.append(path)
+        after = counts(inv, want)
+        manifest = _manifest(inv, want, previous, plans, config_used, before, after, run)
+        if ops.count or previous is None or _strip_volatile(previous) != _strip_volatile(manifest):
+            ops.replace(MANIFEST, lambda p: atomic.write_json(p, manifest))
+        stats = {"run": run, "synced": synced, "operations": ops.count, "rezipped": rezipped, "counts": after}
+        log.info("apply: %s", stats)
+        return stats
+
+
+def _observed_counts(corpus: Path, inv: Inventory) -> dict:
+    m = corpus / MANIFEST
+    if m.is_file():
+        prov = atomic.read_json(m).get("provenance") or [{}]
+        return prov[-1].get("after", {})
+    return {"active_facesets": len(inv.facesets), "active_pngs": sum(map(len, inv.facesets.values())),
+            "masked": 0, "thin": 0, "merged": 0, "dropped": 0}
+
+
+def _strip_volatile(m: dict) -> dict:
+    m = dict(m)
+    m.pop("provenance", None)
+    m.pop("created", None)
+    return m
+
+
+def _manifest(inv: Inventory, d: Desired, previous: dict | None, plans: list[dict], config_used: dict | None,
+              before: dict, after: dict, run: int) -> dict:
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    dropped: dict[str, dict[str, int]] = {}
+    for (f, _), r in d.dropped.items():
+        dropped.setdefault(f, {}).setdefault(r["pass"], 0)
+        dropped[f][r["pass"]] += 1
+    facesets = []
+    for f in inv.facesets:
+        if d.location[f] == "":
+            facesets.append({"name": f, "active_pngs": len(d.members(inv, f)),
+                             "absorbed": sorted(o for o, r in d.reason.items() if r.get("into") == f),
+                             "bundles": [f"{f}_top{inv.top_n}.fsz", f"{f}_all.fsz"],
+                             "dropped": dropped.get(f, {})})
+    quarantined = {q: [{"name": f, **d.reason[f]} for f in inv.facesets if d.location[f] == q] for q in QUARANTINES}
+    prov = list((previous or {}).get("provenance", []))
+    prov.append({"run": run, "time": now, "tool": f"facesets {__version__}", "config": config_used or {},
+                 "plans": {p["pass"]: {"changes": len(p.get("changes", [])), "params": p.get("params")} for p in plans},
+                 "before": before, "after": after})
+    return {"kind": "curated", "version": 1, "tool": f"facesets {__version__}", "created": now, "top_n": inv.top_n,
+            "facesets": facesets, "masked": quarantined["_masked"], "merged": quarantined["_merged"],
+            "thin": quarantined["_thin"], "dropped": dropped, "counts": after, "provenance": prov}
+
+
+def undo(corpus_dir: str | Path) -> dict:
+    """Reverse every applied operation not yet undone, newest first: the corpus as it was before any plan."""
+    corpus = Path(corpus_dir)
+    with locked(corpus):
+        journal = Journal(corpus)
+        entries = journal.entries()
+        undone_runs = {r for e in entries if e.get("op") == "undo" for r in e["runs"]}
+        todo = [e for e in entries if e.get("kind") == "apply" and e["run"] not in undone_runs]
+        runs = sorted({e["run"] for e in todo})
+        n = 0
+        for e in reversed(todo):
+            if e["op"] == "move":
+                src, dst = corpus / e["src"], corpus / e["dst"]
+                if dst.exists() and not src.exists():
+                    src.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(dst, src)
+                    _prune_empty(dst.parent, corpus)
+                    n += 1
+            elif e["op"] in ("create", "backup"):
+                p = corpus / e["path"]
+                if p.exists():
+                    keep = corpus / CURATION / "undone" / f"run{e['run']:04d}" / e["path"]
+                    keep.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(p, keep)
+                if e["op"] == "backup" and (corpus / e["backup"]).exists():
+                    os.replace(corpus / e["backup"], p)
+                n += 1
+        if runs:
+            journal.write({"op": "undo", "runs": runs, "time": _dt.datetime.now(_dt.timezone.utc).isoformat()})
+        log.info("undo: %d operations of runs %s reversed", n, runs)
+        return {"runs": runs, "operations": n}

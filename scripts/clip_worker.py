@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""Stand-alone CLIP zero-shot occlusion worker: probability of each occlusion domain per crop.
+
+    python clip_worker.py QUEUE.json RESULTS.json
+
+Needs only torch and open_clip (the `clip` extra, envs/clip.yaml). The model and pretrained tag come
+from the queue's settings (config curation.occlusion); pretrained null gives random weights, which only
+tests use. For each crop, softmax over every prompt (CLIP's logit scale) and sum per domain: the
+result has one probability per domain (mask, sunglasses, neutral, ...). Resumable like the multi-face worker.
+"""
+import json
+import os
+import sys
+import time
+
+
+def _atomic_json(path, obj):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_model(model_name, pretrained, device):
+    import open_clip
+
+    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained or None)
+    model.eval().to(device)
+    return model, preprocess, open_clip.get_tokenizer(model_name)
+
+
+def main(queue_path, results_path):
+    import torch
+    from PIL import Image
+
+    with open(queue_path, encoding="utf-8") as fh:
+        queue = json.load(fh)
+    s = queue["settings"]
+    partial = results_path + ".partial"
+    done = {}
+    if os.path.exists(partial):
+        with open(partial, encoding="utf-8") as fh:
+            old = json.load(fh)
+        if old.get("settings") == s:
+            done = old["results"]
+    device = "cuda" if torch.cuda.is_available() and s.get("device", "auto") != "cpu" else "cpu"
+    model, preprocess, tokenizer = load_model(s["model"], s["pretrained"], device)
+    domains = list(s["prompts"])
+    prompts = [p for d in domains for p in s["prompts"][d]]
+    owner = [d for d in domains for _ in s["prompts"][d]]
+    with torch.no_grad():
+        text = model.encode_text(tokenizer(prompts).to(device))
+        text = text / text.norm(dim=-1, keepdim=True)
+    todo = [it for it in queue["items"] if it["id"] not in done]
+    t0 = time.time()
+    for start in range(0, len(todo), s["batch_size"]):
+        batch = todo[start:start + s["batch_size"]]
+        imgs, ok = [], []
+        for it in batch:
+            try:
+                imgs.append(preprocess(Image.open(it["path"]).convert("RGB")))
+                ok.append(it)
+            except Exception as exc:  # an unreadable crop is recorded, not fatal
+                done[it["id"]] = {"error": str(exc)}
+        if imgs:
+            with torch.no_grad():
+                feats = model.encode_image(torch.stack(imgs).to(device))
+                feats = feats / feats.norm(dim=-1, keepdim=True)
+                probs = (100.0 * feats @ text.T).softmax(dim=-1).cpu().numpy()
+            for it, row in zip(ok, probs):
+                per = {d: 0.0 for d in domains}
+                for p, d in zip(row.tolist(), owner):
+                    per[d] += p
+                done[it["id"]] = {d: round(v, 6) for d, v in per.items()}
+        _atomic_json(partial, {"settings": s, "results": done})
+        n = start + len(batch)
+        print(f"clip: {n}/{len(todo)} ({n / (time.time() - t0):.1f} img/s)", file=sys.stderr, flush=True)
+    _atomic_json(results_path, {"worker": "clip", "python": sys.executable, "device": device, "settings": s,
+                                "results": done})
+    if os.path.exists(partial):
+        os.remove(partial)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,242 @@
+"""Curation passes on an export built from the real photos plus synthesized cases:
+plans, apply, undo byte for byte, idempotence, threshold changes."""
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import venv
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from conftest import FACES, PACK, copy_photos, needs_shared, test_config
+from facesets import atomic, corpus, plans as P, refine
+from facesets.cache import FaceCache
+from facesets.corpus import inventory
+from facesets.export import export_bundles, export_crops
+from facesets.workers import read_results, stage
+
+pytestmark = needs_shared
+CHECKS = [[640, 0.5], [320, 0.5], [640, 0.3]]
+CUR = test_config()["curation"]
+
+
+def _tree_hashes(root):
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and ".curation" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, engine):
+    """An export of p01 (with burst shots), p03 split in two facesets, p04, p06 + synthesized crops."""
+    from facesets.embed import embed_source
+
+    tmp = tmp_path_factory.mktemp("curation")
+    src = tmp / "src"
+    p01 = [f"deepface/p01/{n}" for n in ("img1.jpg", "img2.jpg", "img4.jpg", "img5.jpg", "img6.jpg", "img7.jpg")]
+    p03 = [f"deepface/p03/{n}" for n in ("img47.jpg", "img48.jpg", "img49.jpg", "img50.jpg", "img51.jpg", "img8.jpg")]
+    p04 = ["deepface/p04/img12.jpg", "deepface/p04/img3.jpg", "deepface/p04/img53.jpg", "deepface/p04/img55.jpg"]
+    p06 = ["deepface/p06/img13.jpg", "deepface/p06/img14.jpg", "deepface/p06/img15.jpg", "deepface/p06/img57.jpg"]
+    copy_photos(src, p01 + p03 + p04 + p06)
+    burst = Image.open(src / p01[0])
+    ImageEnhance.Brightness(burst).enhance(1.04).save(src / "burst_a.jpg", quality=90)
+    w, h = burst.size
+    burst.crop((w // 25, h // 25, w, h)).save(src / "burst_b.jpg", quality=90)
+    embed_source(src, tmp / "store", "lib", test_config(), lambda: engine, progress=False)
+    cache_path = tmp / "faces.npz"
+    FaceCache.load(tmp / "store").save(cache_path)
+    cache = FaceCache.load(cache_path)
+    key_of = dict(zip(cache.face_path.tolist(), cache.face_keys()))
+    ident = {
+        "faceset_001": [key_of["lib/" + p] for p in p01] + [key_of["lib/burst_a.jpg"], key_of["lib/burst_b.jpg"]],
+        "faceset_002": [key_of["lib/" + p] for p in p03[:4]],
+        "faceset_003": [key_of["lib/" + p] for p in p04],
+        "faceset_004": [key_of["lib/" + p] for p in p06],
+        "faceset_005": [key_of["lib/" + p] for p in p03[4:]],  # the same person as 002: to be merged
+    }
+    ex = dict(test_config()["export"], dup_similarity=1.0)  # keep the bursts for the curation pass
+    export = tmp / "export"
+    export_crops(cache_path, ident, export, ex, CHECKS, lambda: engine)
+    export_bundles(export, 30)
+    # synthesized: the same PNG bytes in two families, and a crop holding two faces
+    a = next((export / "faceset_003/faces").glob("*.png"))
+    shutil.copy2(a, export / "faceset_004/faces" / a.name)
+    one = cv2.imread(str(next((export / "faceset_001/faces").glob("*.png"))))
+    two = cv2.imread(str(next((export / "faceset_003/faces").glob("*.png"))))
+    pair = np.concatenate([cv2.resize(one, (256, 512)), cv2.resize(two, (256, 512))], axis=1)
+    cv2.imwrite(str(export / "faceset_004/faces/zz_two_faces.png"), pair)
+    return {"tmp": tmp, "cache": cache_path, "export": export, "key_of": key_of, "copied": a.name, "p01": p01}
+
+
+def _multiface_results(world, engine_free=False):
+    tmp = world["tmp"]
+    q, r = tmp / "mq.json", tmp / "mr.json"
+    if not r.exists():
+        stage(world["export"], q, {"pack": str(PACK), "root": "~/.insightface", "providers": ["CPUExecutionProvider"],
+                                   "det_size": 640, "det_thresh": 0.3}, [])
+        subprocess.run([sys.executable, "scripts/multiface_worker.py", str(q), str(r)], check=True,
+                       cwd=str(__import__("conftest").REPO))
+    return read_results(r)
+
+
+def _all_plans(world, neardup=0.95, occlusion_scores=None):
+    inv = inventory(world["export"])
+    cache = FaceCache.load(world["cache"])
+    out = [P.plan_occlusion(inv, occlusion_scores, CUR["occlusion"])]
+    out.append(P.plan_consolidate(inv, P.prior_state(inv, out), cache, CUR["consolidate"]))
+    out.append(P.plan_bytedup(inv, P.prior_state(inv, out), world["export"], CUR["bytedup"]))
+    out.append(P.plan_neardup(inv, P.prior_state(inv, out), cache, dict(CUR["neardup"], similarity=neardup)))
+    out.append(P.plan_multiface(inv, P.prior_state(inv, out), _multiface_results(world), CUR["multiface"]))
+    return out
+
+
+def test_each_pass_plans_exactly_the_expected_changes(world):
+    plans = {p["pass"]: p for p in _all_plans(world)}
+    assert plans["occlusion"]["changes"] == [] and plans["occlusion"]["skipped"]
+    merges = [(c["faceset"], c["into"]) for c in plans["consolidate"]["changes"]]
+    assert merges == [("faceset_005", "faceset_002")]  # split identity re-joined into the larger part
+    byte = [(c["faceset"], c["crop"]) for c in plans["bytedup"]["changes"]]
+    assert byte == [("faceset_004", world["copied"])]  # the copy in the other family goes; 003 keeps its own
+    near = plans["neardup"]["changes"]
+    assert {c["faceset"] for c in near} == {"faceset_001"} and len(near) >= 1
+    burst_names = {f"{world['key_of'][p].split(':')[0][:16]}_0.png" for p in ("lib/burst_a.jpg", "lib/burst_b.jpg",
+                                                                             "lib/" + world["p01"][0])}
+    dropped = {c["crop"] for c in near}
+    assert dropped < burst_names and len(dropped) == 2  # of three shots of one moment, the best stays
+    assert all(c["evidence"]["similarity"] >= 0.95 for c in near)
+    multi = [(c["faceset"], c["crop"], c["evidence"]["face_count"]) for c in plans["multiface"]["changes"]]
+    assert multi == [("faceset_004", "zz_two_faces.png", 2)]
+
+
+def test_plans_are_pure(world):
+    a = json.dumps(_all_plans(world), sort_keys=True)
+    b = json.dumps(_all_plans(world), sort_keys=True)
+    assert a == b
+
+
+def test_apply_undo_reapply(world, tmp_path, engine):
+    from facesets.verify import verify
+
+    corp = tmp_path / "corpus"
+    assert corpus.mirror(world["export"], corp) > 0  # the export linked in, no plan applied yet
+    pristine = _tree_hashes(corp)
+    plans = _all_plans(world)
+    stats = corpus.apply(world["export"], corp, plans)
+    assert stats["counts"]["merged"] == 1 and stats["counts"]["dropped"] == 4
+    assert (corp / "_merged/faceset_005").is_dir() and not (corp / "faceset_005").exists()
+    assert (corp / "faceset_004/faces/_dropped/zz_two_faces.png").is_file()
+    assert (corp / "faceset_004/faces/_dropped" / world["copied"]).is_file()
+    m = json.loads((corp / "manifest.json").read_text())
+    assert [x["name"] for x in m["merged"]] == ["faceset_005"] and m["merged"][0]["into"] == "faceset_002"
+    assert m["dropped"]["faceset_004"] == {"bytedup": 1, "multiface": 1}
+    assert m["provenance"][-1]["after"]["active_facesets"] == 4
+    # the survivor's bundle now holds the absorbed crops too
+    import zipfile
+    with zipfile.ZipFile(corp / "faceset_002/faceset_002_all.fsz") as zf:
+        assert len(zf.namelist()) == 6
+    assert verify([corp], engine, CHECKS) == []
+    # a second apply is a no-op
+    again = corpus.apply(world["export"], corp, plans)
+    assert again["operations"] == 0 and again["rezipped"] == []
+    # undo restores the tree byte for byte
+    corpus.undo(corp)
+    assert _tree_hashes(corp) == pristine
+    # and the plans can be applied again after an undo
+    assert corpus.apply(world["export"], corp, plans)["counts"] == stats["counts"]
+
+
+def test_raising_neardup_threshold_returns_crops(world, tmp_path):
+    corp = tmp_path / "corpus"
+    corpus.apply(world["export"], corp, _all_plans(world, neardup=0.95))
+    dropped_before = {p.name for p in corp.glob("faceset_001/faces/_dropped/*.png")}
+    bundles = {p: p.stat().st_mtime_ns for p in corp.rglob("*.fsz")}
+    plans = _all_plans(world, neardup=0.99)
+    near = plans[3]["changes"]
+    stats = corpus.apply(world["export"], corp, plans)
+    dropped_after = {p.name for p in corp.glob("faceset_001/faces/_dropped/*.png")}
+    returned = dropped_before - dropped_after
+    assert returned and {c["crop"] for c in near} == dropped_after
+    assert all((corp / "faceset_001/faces" / n).is_file() for n in returned)
+    changed = {str(p.relative_to(corp)) for p, t in bundles.items() if p.stat().st_mtime_ns != t}
+    assert changed == set(stats["rezipped"]) and changed <= {"faceset_001/faceset_001_all.fsz",
+                                                             "faceset_001/faceset_001_top30.fsz"}
+    assert changed  # only the affected faceset's bundles were re-zipped
+
+
+def test_occlusion_decisions_with_injected_scores(world):
+    inv = inventory(world["export"])
+    scores = {}
+    for f, crops in inv.facesets.items():
+        for i, c in enumerate(crops):
+            s = {"mask": 0.05, "sunglasses": 0.05, "neutral": 0.9}
+            if f == "faceset_003":
+                s = {"mask": 0.9, "sunglasses": 0.02, "neutral": 0.08}  # the whole faceset wears masks
+            elif f == "faceset_001" and i == 0:
+                s = {"mask": 0.1, "sunglasses": 0.75, "neutral": 0.15}  # one crop with sunglasses
+            elif f == "faceset_001" and i == 1:
+                s = {"mask": 0.2, "sunglasses": 0.65, "neutral": 0.15}  # below the 0.7 image threshold
+            scores[f"{f}/faces/{c.name}"] = s
+    plan = P.plan_occlusion(inv, scores, CUR["occlusion"])
+    quarantined = [(c["faceset"], c["to"]) for c in plan["changes"] if c["action"] == "quarantine"]
+    dropped = [(c["faceset"], c["crop"]) for c in plan["changes"] if c["action"] == "drop"]
+    assert quarantined == [("faceset_003", "_masked")]
+    assert dropped == [("faceset_001", inv.facesets["faceset_001"][0].name)]
+    # 40 % dominance: 2 of 5 crops with sunglasses quarantines, 1 of 5 only drops
+    crops = inv.facesets["faceset_002"]
+    for i, c in enumerate(crops):
+        scores[f"faceset_002/faces/{c.name}"] = {"mask": 0, "sunglasses": 0.9 if i < 2 else 0.0, "neutral": 0.1}
+    plan = P.plan_occlusion(inv, scores, CUR["occlusion"])
+    assert ("faceset_002", "_masked") in [(c["faceset"], c.get("to")) for c in plan["changes"]]
+    assert len(crops) == 4  # 2 / 4 = 50 % >= 40 %
+
+
+def test_second_interpreter_and_path_mapping(world, tmp_path):
+    """The GPU-worker mechanism: another interpreter (a separate venv) and a non-identity path map."""
+    import site
+
+    env_dir = tmp_path / "worker-venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    py = env_dir / "bin" / "python"
+    sp = next((env_dir / "lib").glob("python3*/site-packages"))
+    (sp / "facesets_parent.pth").write_text("\n".join(site.getsitepackages()) + "\n")  # numpy/insightface only
+    mapped = tmp_path / "mnt_e"
+    mapped.symlink_to(world["export"])
+    q, r = tmp_path / "q.json", tmp_path / "r.json"
+    n = stage(world["export"], q, {"pack": str(PACK), "root": "~/.insightface", "providers": ["CPUExecutionProvider"],
+                                   "det_size": 640, "det_thresh": 0.3}, [[str(world["export"]) + "/", str(mapped) + "/"]])
+    queue = json.loads(q.read_text())
+    assert all(it["path"].startswith(str(mapped) + "/") for it in queue["items"]) and n == len(queue["items"])
+    from facesets.workers import run
+    run("multiface", q, r, python=str(py))
+    res = json.loads(r.read_text())
+    assert res["python"] == str(py) and set(res["results"]) == {it["id"] for it in queue["items"]}
+    assert res["results"] == _multiface_results(world)  # same answers as the pipeline's own interpreter
+
+
+def test_windows_path_mapping():
+    from facesets.workers import map_path
+
+    assert map_path("/mnt/e/photos/x/a.png", [["/mnt/e/", "E:\\"]]) == "E:\\photos\\x\\a.png"
+    assert map_path("/data/a.png", [["/mnt/e/", "E:\\"]]) == "/data/a.png"
+
+
+def test_clip_worker_real_open_clip_random_weights(world, tmp_path):
+    """The real open_clip loading and scoring path with a randomly initialised model (no weights offline)."""
+    pytest.importorskip("torch", reason="torch is not installed (the optional `clip` extra)")
+    import open_clip  # noqa: F401  -- with torch present, open_clip must be importable too
+
+    q, r = tmp_path / "q.json", tmp_path / "r.json"
+    settings = dict({k: CUR["occlusion"][k] for k in ("prompts", "batch_size")}, model="ViT-B-32", pretrained=None)
+    stage(world["export"], q, settings, [])
+    subprocess.run([sys.executable, "scripts/clip_worker.py", str(q), str(r)], check=True,
+                   cwd=str(__import__("conftest").REPO))
+    res = json.loads(r.read_text())["results"]
+    items = json.loads(q.read_text())["items"]
+    assert set(res) == {it["id"] for it in items}
+    for v in res.values():
+        assert set(v) == {"mask", "sunglasses", "neutral"} and abs(sum(v.values()) - 1) < 1e-3
+    plan = P.plan_occlusion(inventory(world["export"]), res, CUR["occlusion"])
+    assert plan["pass"] == "occlusion" and "skipped" not in plan
