@@ -6,7 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO ?= results/demo
 
-.PHONY: setup demo test bench clean-demo
+CLIP_VENV ?= .venv-clip
+
+.PHONY: setup demo test test-clip bench clean-demo
 
 setup: $(VENV)/.installed
 
@@ -22,6 +24,13 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The optional CLIP occlusion filter in its own env (torch + torchvision + open_clip: several GB),
+# then the test that runs the real open_clip path with a randomly initialised model.
+test-clip: setup
+	$(PYTHON) -m venv $(CLIP_VENV)
+	$(CLIP_VENV)/bin/python -m pip install -q -e '.[clip,test]'
+	$(CLIP_VENV)/bin/python -m pytest -q tests/test_curation.py -k clip
 
 bench: setup
 	$(PY) benchmarks/run_all.py

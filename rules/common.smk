@@ -12,6 +12,14 @@ from facesets.scan import list_source, regular_files, shard_of
 validate(config, str(fsconfig.schema_path()))
 fsconfig.validate(config)  # cross-key checks (e.g. duplicate source names)
 
+if config.get("workers_file"):
+    # a profile names its worker settings file; merged here so a user's own --configfile still applies
+    import yaml
+
+    with open(config["workers_file"], encoding="utf-8") as _fh:
+        config["workers"].update((yaml.safe_load(_fh) or {}).get("workers", {}))
+    validate(config, str(fsconfig.schema_path()))
+
 RESULTS = config["results"]
 SOURCES = {s["name"]: os.path.abspath(os.path.expanduser(s["path"])) for s in config["sources"]}
 SHARDS = config["embed"]["shards"]

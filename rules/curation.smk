@@ -9,9 +9,23 @@ PLAN = {p: f"{CURATION}/plans/{p}.json" for p in ("occlusion", "consolidate", "b
 APPLIED = f"{CURATION}/applied.json"
 VERIFY = f"{CURATION}/verify.json"
 WORKER_PY = config["workers"]["python"] or sys.executable
+
+
+def _worker_has_open_clip():
+    """auto: the occlusion filter runs where the worker interpreter can import open_clip (an optional extra)."""
+    if config["workers"]["python"] is None:
+        return importlib.util.find_spec("open_clip") is not None
+    import subprocess
+
+    probe = [config["workers"]["python"], "-c", "import importlib.util as u; print(u.find_spec('open_clip') is not None)"]
+    try:
+        return subprocess.run(probe, capture_output=True, text=True, timeout=120).stdout.strip() == "True"
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 _occ = config["curation"]["occlusion"]["enabled"]
-OCCLUSION_ON = _occ == "on" or (_occ == "auto" and (config["workers"]["python"] is not None
-                                                    or importlib.util.find_spec("open_clip") is not None))
+OCCLUSION_ON = _occ == "on" or (_occ == "auto" and _worker_has_open_clip())
 # the worker interpreter, providers and path map are how work runs, not what it computes: not params
 WORKER_RUNTIME = json.dumps({"workers": config["workers"], "model": {"root": config["model"]["root"]}})
 

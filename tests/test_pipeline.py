@@ -151,3 +151,32 @@ def test_curation_plans_and_apply(built):
         assert counts[rule] == 0, (rule, counts)
     plans_only = rules_of(planned(wd, changed, "plans"))
     assert plans_only["apply"] == 0 and plans_only["plan_neardup"] == 1
+
+
+def test_profile_routes_workers_to_another_interpreter(built, tmp_path):
+    """A profile (like profiles/dml) names a workers file: interpreter + path map, no rerun of anything else."""
+    import site
+    import venv
+
+    wd, cfg, _, _ = built
+    env_dir = tmp_path / "winvenv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    sp = next((env_dir / "lib").glob("python3*/site-packages"))
+    (sp / "parent.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    export = (wd / "results/export").resolve()
+    mapped = tmp_path / "E_drive"
+    mapped.symlink_to(export)
+    workers = tmp_path / "workers.yaml"
+    workers.write_text(yaml.safe_dump({"workers": {"python": str(env_dir / "bin/python"),
+                                                   "path_map": [[str(export) + "/", str(mapped) + "/"]]}}))
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    (profile / "config.yaml").write_text(yaml.safe_dump({"config": [f"workers_file={workers}"]}))
+    snakemake(wd, cfg)
+    assert planned(wd, cfg, "--profile", str(profile)) == []  # switching the worker route reruns nothing
+    results = wd / "results/curation/multiface_results.json"
+    snakemake(wd, cfg, "--profile", str(profile), "-R", "stage_worker", "run_worker", "--until", "run_worker")
+    data = json.loads(results.read_text())
+    assert data["python"] == str(env_dir / "bin/python")
+    queue = json.loads((wd / "results/curation/multiface_queue.json").read_text())
+    assert queue["items"] and all(it["path"].startswith(str(mapped) + "/") for it in queue["items"])
