@@ -12,6 +12,7 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 include: "rules/common.smk"
 include: "rules/embed.smk"
 include: "rules/identities.smk"
+include: "rules/folders_eras.smk"
 include: "rules/export.smk"
 include: "rules/curation.smk"
 

@@ -213,12 +213,24 @@ def _export_flags(p: argparse.ArgumentParser) -> None:
     _model_flags(p)
 
 
-def _identities_of(manifest_path: str) -> dict[str, list[str]]:
+def _identities_of(manifest_paths: list[str]) -> tuple[dict[str, list[str]], dict[str, dict]]:
+    """Identities to export from refine, folders and eras manifests (and their bundle names/markers)."""
     from . import atomic
 
-    m = atomic.read_json(manifest_path)
-    groups = m["facesets"] if "facesets" in m else m["persons"]
-    return {n: [k for k, _ in (g["faces"] if isinstance(g, dict) else g)] for n, g in groups.items()}
+    idents, meta = {}, {}
+    for path in manifest_paths:
+        m = atomic.read_json(path)
+        groups = dict(m.get("facesets", m.get("persons", {})))
+        groups.update(m.get("thin_eras", {}))
+        for n, g in groups.items():
+            idents[n] = [k for k, _ in (g["faces"] if isinstance(g, dict) else g)]
+            if m.get("kind") == "folders":
+                meta[n] = {"bundle_prefix": g["label"], "markers": {f"{g['label']}.txt": f"{g['label']}: {g['folder']}\n"}}
+            elif m.get("kind") == "eras":
+                meta[n] = {"markers": {f"{g['label']}.txt": f"{n}: era of {g['parent']}, dominant year "
+                                                             f"{g['dominant_year']}, {g['n_faces']} faces\n"},
+                           "thin": g["thin"]}
+    return idents, meta
 
 
 def _singletons_of(raw_manifest: str | None) -> list[str]:
@@ -231,9 +243,10 @@ def cmd_export_crops(args) -> int:
     from .export import export_crops
 
     cfg = _export_params(args)
-    export_crops(args.cache, _identities_of(args.manifest), args.out, cfg["export"], cfg["verify"]["checks"],
+    idents, meta = _identities_of(args.manifest)
+    export_crops(args.cache, idents, args.out, cfg["export"], cfg["verify"]["checks"],
                  _engine_factory(cfg), args.enrich, _singletons_of(args.raw_manifest),
-                 cfg["embed"]["max_image_pixels"], cfg["embed"]["io_threads"], progress=not args.quiet)
+                 cfg["embed"]["max_image_pixels"], cfg["embed"]["io_threads"], progress=not args.quiet, meta=meta)
     return 0
 
 
@@ -316,7 +329,8 @@ def cmd_plan(args) -> int:
         plan = P.plan_occlusion(inv, read_results(args.results), cur["occlusion"],
                                 skipped=None if args.results else "occlusion filter off (curation.occlusion.enabled)")
     elif args.pass_name == "consolidate":
-        plan = P.plan_consolidate(inv, prior, FaceCache.load(args.cache), cur["consolidate"])
+        plan = P.plan_consolidate(inv, prior, FaceCache.load(args.cache), cur["consolidate"],
+                                  cur["bytedup"]["family_regex"])
     elif args.pass_name == "bytedup":
         plan = P.plan_bytedup(inv, prior, Path(args.export), cur["bytedup"])
     elif args.pass_name == "neardup":
@@ -357,6 +371,25 @@ def cmd_undo(args) -> int:
     from . import corpus
 
     print(json.dumps(corpus.undo(args.corpus)))
+    return 0
+
+
+def cmd_folders(args) -> int:
+    from . import folders
+
+    cfg = _settings(args)
+    folders.run(args.cache, args.out, cfg["folders"], args.refine_manifest)
+    return 0
+
+
+def cmd_eras(args) -> int:
+    from . import eras
+
+    cfg = _settings(args)
+    e = cfg["eras"]
+    identities = args.identity or e["identities"]
+    year_cache = args.year_cache or str(Path(args.cache).with_name("exif_years.json"))
+    eras.run(args.cache, args.out, args.manifest, identities, e, e["probe_thresholds"], year_cache)
     return 0
 
 
@@ -444,15 +477,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export-swap", help="crops + .fsz bundles + manifests for roop-unleashed, then verify")
     p.add_argument("cache")
-    p.add_argument("manifest", help="refine_manifest.json (or any identity manifest)")
+    p.add_argument("manifest", nargs="+", help="refine_manifest.json (and folders / eras manifests)")
     p.add_argument("out")
     _export_flags(p)
     p.set_defaults(func=cmd_export_swap)
 
     p = sub.add_parser("export-crops", help="(pipeline) ranked single-face crops -> OUT/crops.json")
     p.add_argument("cache")
-    p.add_argument("manifest")
     p.add_argument("out")
+    p.add_argument("--manifest", nargs="+", required=True, help="refine / folders / eras manifests")
     _export_flags(p)
     p.set_defaults(func=cmd_export_crops)
 
@@ -505,6 +538,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("undo", help="restore the corpus to its state before any applied plan")
     p.add_argument("corpus")
     p.set_defaults(func=cmd_undo)
+
+    p = sub.add_parser("folders", help="identities from hand-sorted folders (config folders.trusted / .mixed)")
+    p.add_argument("cache")
+    p.add_argument("out")
+    p.add_argument("--refine-manifest", help="new folder identities are numbered after its facesets")
+    _model_flags(p)
+    p.set_defaults(func=cmd_folders)
+
+    p = sub.add_parser("eras", help="probe + split identities into era facesets by EXIF year (or extend them)")
+    p.add_argument("cache")
+    p.add_argument("out")
+    p.add_argument("--manifest", nargs="+", required=True, help="manifests holding the identities (refine, folders)")
+    p.add_argument("--identity", action="append", help="faceset to split (default: config eras.identities)")
+    p.add_argument("--year-cache", help="EXIF year cache (default: exif_years.json beside the cache)")
+    _model_flags(p)
+    p.set_defaults(func=cmd_eras)
 
     p = sub.add_parser("demo-setup", help="prepare the offline demo photos and config overlay in FOLDER")
     p.add_argument("folder")

@@ -65,9 +65,10 @@ _KMEANS_ITERS = 10
 # kNN similarities are float32; keep edges slightly past the threshold so that
 # rounding never drops a pair the float64 decision would merge.
 _EDGE_SLACK = 1e-5
-# Large components: merges closer than (1 - _EXACT_BAND) * t are done level by
-# level in _COARSE_LEVELS batches; the band just below t (where a wrong merge
-# order could change the cut) is done by exact reciprocal-nearest-neighbour merges.
+# Large components (see _GraphAverageLinkage): exact reciprocal-pair rounds,
+# with a bulk round when fewer than _RAC_MIN_SHARE of the clusters that want
+# to merge are in reciprocal pairs, below rising levels up to (1 - _EXACT_BAND) * t.
+_RAC_MIN_SHARE = 0.01
 _COARSE_LEVELS = 5
 _EXACT_BAND = 0.1
 _ROWDOT_CHUNK = 32_768
@@ -410,23 +411,29 @@ class _GraphAverageLinkage:
     so keeping each cluster's vector sum gives the exact average-linkage
     distance in O(dim), without any pairwise matrix. The graph only decides
     which cluster pairs are compared: two clusters with no within-threshold
-    point pair cannot be closer than the threshold on average, and edges are
-    contracted as clusters merge.
+    point pair cannot be closer than the threshold on average. Edges are
+    contracted as clusters merge, and edges at distance >= t are dropped for
+    good: a merged cluster is never closer to C than the closer of its two
+    parts was (average linkage is "reducible").
 
-    Merge order, for the reducible linkage "average":
-    * Reciprocal nearest neighbours (each the other's closest cluster) can be
-      merged all at once without changing the result of sequential HAC
-      (RAC: Sumengen et al., "Scaling Hierarchical Agglomerative Clustering to
-      Billion-sized Datasets", 2021). Exact, but a "hub" cluster that absorbs
-      points one at a time needs one round per point.
-    * So merges closer than (1 - _EXACT_BAND) * t are first done in levels:
-      at each level every cluster whose nearest cluster is below the level
-      joins it, by connected components (SCC: Monath et al., "Scalable
-      Hierarchical Agglomerative Clustering", KDD 2021). This may merge in a
-      slightly different order than exact HAC, but only far below the
-      threshold; the band just below t, where the cut is decided, uses RAC.
-    * Edges at distance >= t are dropped for good: merging never brings an
-      average below the smaller of the two parts' distances (reducibility).
+    Merge order:
+    * Reciprocal nearest neighbours (each the other's closest cluster) can all
+      be merged at once without changing the result of sequential HAC, for a
+      reducible linkage (RAC: Sumengen et al., "Scaling Hierarchical
+      Agglomerative Clustering to Billion-sized Datasets", 2021). Exact.
+    * RAC stalls on a "hub": a big cluster that most points have as their
+      nearest neighbour absorbs them one per round (a 12k-face person would
+      need ~12k rounds). When a round's reciprocal pairs are fewer than
+      _RAC_MIN_SHARE of the clusters that want to merge, that round instead
+      merges every cluster into its nearest neighbour at once (connected
+      components of the nearest-neighbour links; SCC: Monath et al., "Scalable
+      Hierarchical Agglomerative Clustering", KDD 2021). To keep the ordering
+      error of such bulk rounds small they only use links below the current
+      level of _COARSE_LEVELS rising levels, all below (1 - _EXACT_BAND) * t.
+    * Within _EXACT_BAND of the threshold, where the cut is decided, only
+      reciprocal pairs merge.
+    So the result is exact unless a bulk round happened; the benchmark and the
+    tests measure the agreement with the dense method.
     """
 
     def __init__(self, X, u, v, sim, t):
@@ -434,6 +441,7 @@ class _GraphAverageLinkage:
         self.sums = X.astype(np.float64)
         self.sizes = np.ones(len(X))
         self.parent = np.arange(len(X))
+        self.bulk_rounds = 0
         d = 1.0 - sim
         keep = d < t
         self.u, self.v, self.d = u[keep], v[keep], d[keep]
@@ -444,16 +452,32 @@ class _GraphAverageLinkage:
 
     def run(self, progress=False) -> np.ndarray:
         """Agglomerate below t; returns each point's root (a member point id)."""
-        levels = np.linspace(0.0, (1.0 - _EXACT_BAND) * self.t, _COARSE_LEVELS + 1)[1:]
+        coarse = np.linspace(0.0, (1.0 - _EXACT_BAND) * self.t, _COARSE_LEVELS + 1)[1:]
         with tqdm(desc="agglomerating", unit=" rounds", disable=not progress, leave=False) as bar:
-            for level in levels:
-                while self._merge_below(level):
-                    bar.set_postfix(edges=len(self.u))
+            for level, bulk_ok in [(lv, True) for lv in coarse] + [(self.t, False)]:
+                while self._round(level, bulk_ok):
+                    bar.set_postfix(edges=len(self.u), bulk=self.bulk_rounds)
                     bar.update()
-            while self._merge_reciprocal():
-                bar.set_postfix(edges=len(self.u))
-                bar.update()
         return self._roots()
+
+    def _round(self, level, bulk_ok) -> bool:
+        """One merge round among links below `level`; False when there are none."""
+        if len(self.u) == 0:
+            return False
+        nn, nn_dist = self._nearest()
+        src = np.flatnonzero(nn_dist < level)
+        if len(src) == 0:
+            return False
+        dst = nn[src]
+        pair = (nn[dst] == src) & (src < dst)
+        # Not empty: the closest link below `level` is always reciprocal.
+        if bulk_ok and pair.sum() < _RAC_MIN_SHARE * len(src):
+            self.bulk_rounds += 1
+            reps = self._merge_groups(src, dst)
+        else:
+            reps = self._merge_pairs(src[pair], dst[pair])
+        self._contract(reps)
+        return True
 
     def _distances(self, a, b) -> np.ndarray:
         out = np.empty(len(a))
@@ -478,14 +502,15 @@ class _GraphAverageLinkage:
         nn_dist[x[first]] = d[first]
         return nn, nn_dist
 
-    def _merge_below(self, level) -> bool:
-        if len(self.u) == 0:
-            return False
-        nn, nn_dist = self._nearest()
-        src = np.flatnonzero(nn_dist < level)
-        if len(src) == 0:
-            return False
-        nodes, inv = np.unique(np.concatenate([src, nn[src]]), return_inverse=True)
+    def _merge_pairs(self, keep, gone) -> np.ndarray:
+        self.sums[keep] += self.sums[gone]
+        self.sizes[keep] += self.sizes[gone]
+        self.parent[gone] = keep
+        return keep
+
+    def _merge_groups(self, src, dst) -> np.ndarray:
+        """Merge the connected components of the links src -> dst."""
+        nodes, inv = np.unique(np.concatenate([src, dst]), return_inverse=True)
         inv = inv.ravel()
         links = sparse.csr_matrix(
             (np.ones(len(src), dtype=np.int8), (inv[: len(src)], inv[len(src) :])),
@@ -499,23 +524,7 @@ class _GraphAverageLinkage:
         self.sums[reps] = np.add.reduceat(self.sums[members], starts, axis=0)
         self.sizes[reps] = np.add.reduceat(self.sizes[members], starts)
         self.parent[members] = np.repeat(reps, np.diff(np.append(starts, len(members))))
-        self._contract(reps)
-        return True
-
-    def _merge_reciprocal(self) -> bool:
-        if len(self.u) == 0:
-            return False
-        nn, nn_dist = self._nearest()
-        src = np.flatnonzero(nn_dist < self.t)
-        dst = nn[src]
-        pair = (nn[dst] == src) & (src < dst)
-        src, dst = src[pair], dst[pair]
-        # Cannot be empty: the globally closest edge is always reciprocal.
-        self.sums[src] += self.sums[dst]
-        self.sizes[src] += self.sizes[dst]
-        self.parent[dst] = src
-        self._contract(src)
-        return True
+        return reps
 
     def _contract(self, reps):
         """Re-point edges at merged clusters, dedupe them, refresh their distances."""

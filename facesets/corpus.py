@@ -52,6 +52,10 @@ class Inventory:
     facesets: dict[str, list[Crop]]
     thin_markers: set[str] = field(default_factory=set)
     top_n: int = 30
+    prefix: dict[str, str] = field(default_factory=dict)  # bundle name prefix (a label) per faceset
+
+    def bundle(self, faceset: str, label: str) -> str:
+        return f"{faceset}/{self.prefix.get(faceset, faceset)}_{label}.fsz"
 
     def crop(self, faceset: str, name: str) -> Crop | None:
         return next((c for c in self.facesets.get(faceset, []) if c.name == name), None)
@@ -61,11 +65,14 @@ def inventory(export_dir: str | Path) -> Inventory:
     """Every PNG of every exported faceset, with its face key and composite where crops.json knows it."""
     export_dir = Path(export_dir)
     known: dict[tuple[str, str], dict] = {}
+    prefix: dict[str, str] = {}
     top_n = 30
     index_path = export_dir / "crops.json"
     if index_path.is_file():
         index = atomic.read_json(index_path)
         for fs_name, fs in index["facesets"].items():
+            if fs.get("meta", {}).get("bundle_prefix"):
+                prefix[fs_name] = fs["meta"]["bundle_prefix"]
             for m in fs["members"]:
                 known[(fs_name, Path(m["crop"]).name)] = m
     manifest_path = export_dir / MANIFEST
@@ -82,7 +89,7 @@ def inventory(export_dir: str | Path) -> Inventory:
         out[d.name] = crops
         if (d / "THIN.txt").exists():
             thin.add(d.name)
-    return Inventory(out, thin, top_n)
+    return Inventory(out, thin, top_n, prefix)
 
 
 # ---------------------------------------------------------------- desired state from plans
@@ -328,7 +335,7 @@ def apply(export_dir: str | Path, corpus_dir: str | Path, plans: list[dict], con
             files = [(f"{r:04d}_{c.name}", corpus / _fdir(want.location[c.faceset], c.faceset) / "faces" / c.name)
                      for r, c in enumerate(members, 1)]
             for label, chosen in ((f"top{inv.top_n}", files[:inv.top_n]), ("all", files)):
-                path = f"{f}/{f}_{label}.fsz"
+                path = inv.bundle(f, label)
                 want_digest = [(n, zlib.crc32(src.read_bytes()) & 0xFFFFFFFF) for n, src in chosen]
                 if chosen and _bundle_digest(corpus / path) != want_digest:
                     ops.replace(path, lambda p, ch=chosen: write_fsz(p, ch))
@@ -370,7 +377,7 @@ def _manifest(inv: Inventory, d: Desired, previous: dict | None, plans: list[dic
         if d.location[f] == "":
             facesets.append({"name": f, "active_pngs": len(d.members(inv, f)),
                              "absorbed": sorted(o for o, r in d.reason.items() if r.get("into") == f),
-                             "bundles": [f"{f}_top{inv.top_n}.fsz", f"{f}_all.fsz"],
+                             "bundles": [Path(inv.bundle(f, f"top{inv.top_n}")).name, Path(inv.bundle(f, "all")).name],
                              "dropped": dropped.get(f, {})})
     quarantined = {q: [{"name": f, **d.reason[f]} for f in inv.facesets if d.location[f] == q] for q in QUARANTINES}
     prov = list((previous or {}).get("provenance", []))

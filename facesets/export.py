@@ -125,7 +125,10 @@ def _sig(obj) -> str:
 
 def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_dir: str | Path, params: dict,
                  checks: list[list[float]], engine_factory, enrich_path=None, singletons: list[str] | None = None,
-                 max_pixels: int = 250_000_000, io_threads: int = 3, progress: bool = False) -> dict:
+                 max_pixels: int = 250_000_000, io_threads: int = 3, progress: bool = False,
+                 meta: dict[str, dict] | None = None) -> dict:
+    """`meta` per identity (optional): bundle_prefix (bundles named after a label instead of the
+    faceset), markers ({file name: text} written beside the bundles), thin (writes THIN.txt)."""
     out_dir = Path(out_dir)
     p = {k: params[k] for k in CROP_KEYS}
     cache = FaceCache.load(cache_path)
@@ -220,7 +223,7 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
             members.append(_member(cache, i, keys[i], t, comp, f"{name}/faces/{crop_name(keys[i])}", r))
         for e in excluded:
             e["path"] = str(cache.face_path[kidx[e["key"]]]) if e["key"] in kidx else None
-        index["facesets"][name] = {"members": members, "excluded": excluded}
+        index["facesets"][name] = {"members": members, "excluded": excluded, "meta": (meta or {}).get(name, {})}
     for name, cands in candidates.items():
         rows = []
         for i, d in cands:
@@ -273,6 +276,15 @@ def export_bundles(out_dir: str | Path, top_n: int, extra: dict | None = None) -
     summary = []
     for name, fs in index["facesets"].items():
         members = fs["members"]
+        fmeta = fs.get("meta", {})
+        prefix = fmeta.get("bundle_prefix") or name
+        markers = dict(fmeta.get("markers", {}))
+        if fmeta.get("thin"):
+            markers["THIN.txt"] = f"{name}: fewer faces than an era needs; apply moves it to _thin/\n"
+        for fname, text in markers.items():
+            marker = out_dir / name / fname
+            if not marker.is_file() or marker.read_text(encoding="utf-8") != text:
+                atomic.write_text(marker, text)
         for rank, m in enumerate(members, 1):
             m["rank"] = rank
         top = members[:top_n]
@@ -280,7 +292,7 @@ def export_bundles(out_dir: str | Path, top_n: int, extra: dict | None = None) -
         for label, chosen in ((f"top{top_n}", top), ("all", members)):
             if not chosen:
                 continue
-            bundle = out_dir / name / f"{name}_{label}.fsz"
+            bundle = out_dir / name / f"{prefix}_{label}.fsz"
             files = [(f"{m['rank']:04d}_{Path(m['crop']).name}", out_dir / m["crop"]) for m in chosen]
             digest = _sig([(n, ledger_sig(out_dir, src)) for n, src in files])
             rel = str(bundle.relative_to(out_dir))
@@ -289,7 +301,7 @@ def export_bundles(out_dir: str | Path, top_n: int, extra: dict | None = None) -
                 ledger[rel] = digest
                 written += 1
             bundles[label] = bundle.name
-        for stale in (out_dir / name).glob(f"{name}_top*.fsz"):
+        for stale in (out_dir / name).glob(f"{prefix}_top*.fsz"):
             if stale.name != bundles.get(f"top{top_n}"):
                 stale.unlink()  # a regenerable output of an earlier top_n, not user data
                 ledger.pop(str(stale.relative_to(out_dir)), None)
@@ -297,7 +309,7 @@ def export_bundles(out_dir: str | Path, top_n: int, extra: dict | None = None) -
                "in_top": [m["key"] for m in top], "excluded": fs["excluded"]}
         atomic.write_json(out_dir / name / MANIFEST, per)
         summary.append({"name": name, "n_members": len(members), "n_top": len(top), "bundles": bundles,
-                        "excluded": _count(fs["excluded"])})
+                        "excluded": _count(fs["excluded"]), **({"meta": fmeta} if fmeta else {})})
     atomic.write_json(ledger_path, ledger)
     manifest = {"kind": "swap_ready", "version": 1, "tool": f"facesets {__version__}", "created": _now(),
                 "params": dict(index["params"], top_n=top_n), "checks": index["checks"], "facesets": summary,

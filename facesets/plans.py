@@ -75,12 +75,16 @@ def plan_occlusion(inv: Inventory, results: dict | None, params: dict, skipped: 
 
 
 # ---------------------------------------------------------------- 2. consolidation
-def plan_consolidate(inv: Inventory, prior: Desired, cache: FaceCache, params: dict) -> dict:
+def plan_consolidate(inv: Inventory, prior: Desired, cache: FaceCache, params: dict,
+                     family_regex: str = r"^(faceset_\d+)(?:_.+)?$") -> dict:
     """Merge duplicate identities: complete linkage on faceset centroids, so every pair in a merged
-    group is within the threshold (single linkage chains unrelated people together)."""
+    group is within the threshold (single linkage chains unrelated people together). Era splits of a
+    faceset are the same person on purpose: only family heads take part."""
     kidx = ids.key_index(cache)
     names, groups = [], []
     for f in _live(inv, prior):
+        if family_of(f, family_regex) != f:
+            continue
         idx = [kidx[c.key] for c in prior.active(inv, f) if c.key in kidx]
         if idx:
             names.append(f)

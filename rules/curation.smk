@@ -109,7 +109,9 @@ rule plan_consolidate:
     output:
         PLAN["consolidate"],
     params:
-        settings=pass_settings("consolidate"),
+        settings=json.dumps({"curation": {"consolidate": config["curation"]["consolidate"],
+                                          "bytedup": {"family_regex": config["curation"]["bytedup"]["family_regex"]}}},
+                            sort_keys=True),
         export=EXPORT,
     log:
         f"{RESULTS}/logs/plan/consolidate.log",

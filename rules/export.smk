@@ -10,7 +10,7 @@ CROP_SETTINGS = {k: v for k, v in config["export"].items() if k != "top_n"}
 
 rule export_crops:
     input:
-        manifest=REFINE_MANIFEST,
+        manifest=IDENTITY_MANIFESTS,
         cache=CACHE,
         enrich=ENRICH,
         raw=RAW_MANIFEST,
@@ -27,7 +27,7 @@ rule export_crops:
     resources:
         gpu=1 if any(p != "CPUExecutionProvider" for p in config["model"]["providers"]) else 0,
     shell:
-        "{FACESETS} export-crops {input.cache:q} {input.manifest:q} {params.out:q} --enrich {input.enrich:q} "
+        "{FACESETS} export-crops {input.cache:q} {params.out:q} --manifest {input.manifest:q} --enrich {input.enrich:q} "
         "--raw-manifest {input.raw:q} --settings {params.settings:q} --runtime {EMBED_RUNTIME:q} --log {log:q}"
 
 
