@@ -22,7 +22,7 @@ the machine and its load; the ratio is what counts.
     python benchmarks/bench_embed.py --n 120 --json out.json --check
 
 --engine-threads / --plain-threads are experiments: they rebuild the onnxruntime sessions with N
-intra-op threads and no spin-waiting (FaceEngine itself takes no session options).
+intra-op threads and no spin-waiting (the facesets engine already uses embed.ort_threads, default 1).
 
 The photos and models are read from the shared folders ($FACESETS_SHARED, default ../shared beside the
 repository) and never copied into the repository; the generated library lives under --workdir (default:
@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
                        allowed_modules=["detection", "recognition"], **extra)
     app.prepare(ctx_id=-1, det_thresh=cfg["model"]["det_thresh"],
                 det_size=(cfg["model"]["det_size"], cfg["model"]["det_size"]))
-    engine = FaceEngine.from_config(cfg)
+    engine = FaceEngine.from_config(cfg, threads=cfg["embed"]["ort_threads"])  # as the pipeline builds it
     if args.engine_threads:
         _set_session_threads(engine, args.engine_threads)
     warm = cv2.imread(str(files[0]))

@@ -30,11 +30,11 @@ def _settings(args) -> dict:
     return fsconfig.validate(cfg)
 
 
-def _engine_factory(cfg: dict):
+def _engine_factory(cfg: dict, threads: int = 0):
     def make():
         from .engine import FaceEngine
 
-        return FaceEngine.from_config(cfg)
+        return FaceEngine.from_config(cfg, threads=threads)
 
     return make
 
@@ -54,7 +54,8 @@ def cmd_embed(args) -> int:
 
     cfg = _settings(args)
     name = args.source_name or Path(args.src).resolve().name or "source"
-    stats = embed_source(args.src, args.cache, name, cfg, _engine_factory(cfg), progress=not args.quiet)
+    stats = embed_source(args.src, args.cache, name, cfg, _engine_factory(cfg, cfg["embed"]["ort_threads"]),
+                         progress=not args.quiet)
     print(json.dumps(stats))
     return 0
 
@@ -64,7 +65,7 @@ def cmd_embed_shard(args) -> int:
     from .embed import embed_source
 
     cfg = _settings(args)
-    stats = embed_source(args.root, args.store, args.source, cfg, _engine_factory(cfg),
+    stats = embed_source(args.root, args.store, args.source, cfg, _engine_factory(cfg, cfg["embed"]["ort_threads"]),
                          shard=(args.shard, args.shards), progress=not args.quiet)
     atomic.write_json(args.summary, dict(stats, source=args.source, shard=args.shard, shards=args.shards))
     return 0

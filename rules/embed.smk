@@ -3,7 +3,7 @@
 
 # Speed-only knobs reach the job outside params so that changing them reruns nothing.
 EMBED_RUNTIME = json.dumps({"model": {"providers": config["model"]["providers"], "root": config["model"]["root"]},
-                            "embed": {"io_threads": config["embed"]["io_threads"],
+                            "embed": {"io_threads": config["embed"]["io_threads"], "ort_threads": config["embed"]["ort_threads"],
                                       "flush_every": config["embed"]["flush_every"]}})
 
 EMBED_SETTINGS = {
