@@ -56,12 +56,14 @@ _DENSE_BLOCK_ROWS = 1024
 # Exact brute-force kNN (n^2 dot products) is cheaper than training an IVF
 # partition up to about this size on a 2-core machine.
 _BRUTE_FORCE_MAX_N = 20_000
-# IVF partition: ~4 sqrt(n) lists, each point searched in its 4 nearest lists.
-# On identity-structured data this finds >99.9% of the within-threshold kNN.
-_IVF_LISTS_PER_SQRT_N = 4.0
+# IVF partition: ~2 sqrt(n) lists (balances assigning points to centroids,
+# n * lists, against searching them, n * n / lists), each point searched in
+# its 4 nearest lists, no list holding more than twice the mean.
+_IVF_LISTS_PER_SQRT_N = 2.0
 _IVF_NPROBE = 4
-_IVF_TRAIN_POINTS_PER_LIST = 40  # faiss warns below 39
-_KMEANS_ITERS = 10
+_IVF_MAX_LOAD = 2.0
+_IVF_TRAIN_POINTS_PER_LIST = 16
+_KMEANS_ITERS = 8
 # kNN similarities are float32; keep edges slightly past the threshold so that
 # rounding never drops a pair the float64 decision would merge.
 _EDGE_SLACK = 1e-5
@@ -342,24 +344,30 @@ def _ivf_neighbours(X, k, seed, progress):
     Grouping all queries that probe the same list turns the search into one
     BLAS matrix product per list (the scheme of faiss.contrib.big_batch_search),
     which is far faster than per-query scanning when every point is a query.
+    The cost is sum over lists of (queries x members), so lists are capped
+    (see _capped_lists): k-means cannot split a person with thousands of
+    near-isotropic faces, and one centroid would otherwise hold most of them.
     """
     faiss = _import_faiss()
     n, dim = X.shape
     n_lists = int(np.clip(round(_IVF_LISTS_PER_SQRT_N * np.sqrt(n)), 1, n // _IVF_TRAIN_POINTS_PER_LIST))
     n_probe = min(_IVF_NPROBE, n_lists)
     rng = np.random.default_rng(seed)
-    n_train = min(n, n_lists * _IVF_TRAIN_POINTS_PER_LIST)
-    train = X[np.sort(rng.choice(n, n_train, replace=False))]
-    kmeans = faiss.Kmeans(dim, n_lists, niter=_KMEANS_ITERS, seed=seed, spherical=True, verbose=False)
+    train = X[np.sort(rng.choice(n, n_lists * _IVF_TRAIN_POINTS_PER_LIST, replace=False))]
+    kmeans = faiss.Kmeans(
+        dim, n_lists, niter=_KMEANS_ITERS, seed=seed, spherical=True, verbose=False,
+        min_points_per_centroid=1,  # the sample is small on purpose
+    )
     kmeans.train(train)
     del train
-    _, probes = faiss.knn(X, kmeans.centroids, n_probe, metric=faiss.METRIC_INNER_PRODUCT)
+    probe_sims, probes = faiss.knn(X, kmeans.centroids, n_probe, metric=faiss.METRIC_INNER_PRODUCT)
 
-    # Each point is stored in its nearest list and searched in its n_probe nearest.
-    member_order, member_bounds = _group_by(probes[:, 0], n_lists)
+    # Each point is stored in one list (its home) and searched in all its probes.
+    home = _capped_lists(probes, probe_sims, n_lists, cap=int(np.ceil(_IVF_MAX_LOAD * n / n_lists)))
+    member_order, member_bounds = _group_by(home, n_lists)
     query_order, query_bounds = _group_by(probes.ravel(), n_lists)
     query_order //= n_probe
-    del probes
+    del probes, probe_sims
 
     heap = faiss.ResultHeap(n, k, keep_max=True)
     for lst in tqdm(range(n_lists), desc="kNN (IVF lists)", disable=not progress, leave=False):
@@ -373,6 +381,31 @@ def _ivf_neighbours(X, k, seed, progress):
         heap.add_result_subset(queries, sims, members[idx])
     heap.finalize()
     return heap.D, heap.I
+
+
+def _capped_lists(probes, probe_sims, n_lists, cap):
+    """Home list of each point: its closest list that still has room.
+
+    Lists are filled with the points most similar to their centroid first, so a
+    big person's most central faces (everyone's nearest neighbours) share the
+    list that all of that person's faces probe. Points left over after all
+    their probes are full go to their closest list anyway.
+    """
+    n, n_probe = probes.shape
+    home = np.full(n, -1, dtype=np.int64)
+    load = np.zeros(n_lists, dtype=np.int64)
+    pending = np.arange(n)
+    for r in range(n_probe):
+        lst = probes[pending, r]
+        order = np.lexsort((-probe_sims[pending, r], lst))
+        lst = lst[order]
+        rank = np.arange(len(lst)) - np.searchsorted(lst, lst, side="left")
+        fits = rank < cap - load[lst]
+        home[pending[order[fits]]] = lst[fits]
+        load += np.bincount(lst[fits], minlength=n_lists)
+        pending = pending[order[~fits]]
+    home[pending] = probes[pending, 0]
+    return home
 
 
 def _group_by(keys: np.ndarray, n_groups: int):
@@ -441,6 +474,7 @@ class _GraphAverageLinkage:
         self.sums = X.astype(np.float64)
         self.sizes = np.ones(len(X))
         self.parent = np.arange(len(X))
+        self.rounds = 0
         self.bulk_rounds = 0
         d = 1.0 - sim
         keep = d < t
@@ -468,6 +502,7 @@ class _GraphAverageLinkage:
         src = np.flatnonzero(nn_dist < level)
         if len(src) == 0:
             return False
+        self.rounds += 1
         dst = nn[src]
         pair = (nn[dst] == src) & (src < dst)
         # Not empty: the closest link below `level` is always reciprocal.
@@ -493,13 +528,12 @@ class _GraphAverageLinkage:
         x = np.concatenate([self.u, self.v])
         y = np.concatenate([self.v, self.u])
         d = np.concatenate([self.d, self.d])
-        order = np.lexsort((y, d, x))
-        x, y, d = x[order], y[order], d[order]
-        first = np.concatenate([[True], x[1:] != x[:-1]])
-        nn = np.full(m, -1, dtype=np.int64)
         nn_dist = np.full(m, np.inf)
-        nn[x[first]] = y[first]
-        nn_dist[x[first]] = d[first]
+        np.minimum.at(nn_dist, x, d)
+        best = d == nn_dist[x]
+        nn = np.full(m, np.iinfo(np.int64).max)
+        np.minimum.at(nn, x[best], y[best])
+        nn[np.isinf(nn_dist)] = -1
         return nn, nn_dist
 
     def _merge_pairs(self, keep, gone) -> np.ndarray:

@@ -1,0 +1,33 @@
+#!/usr/bin/env python
+"""Run every benchmark in this folder, one after the other, each printing its side-by-side ratios.
+
+    python benchmarks/run_all.py [--quick]
+"""
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHES = {
+    "embed": (["bench_embed.py"], ["bench_embed.py", "--quick"]),
+    "cluster": (["bench_cluster.py"], ["bench_cluster.py", "--sizes", "10000"]),
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every benchmark")
+    args = ap.parse_args()
+    failed = []
+    for name, (full, quick) in BENCHES.items():
+        argv = quick if args.quick else full
+        print(f"\n===== {name}: {' '.join(argv)}", flush=True)
+        if subprocess.run([sys.executable, str(HERE / argv[0]), *argv[1:]]).returncode:
+            failed.append(name)
+    print(f"\nbenchmarks run: {len(BENCHES)}; not meeting target or failed: {failed or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
