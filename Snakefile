@@ -15,6 +15,7 @@ include: "rules/identities.smk"
 include: "rules/folders_eras.smk"
 include: "rules/export.smk"
 include: "rules/curation.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -29,4 +30,5 @@ rule all:
         VERIFY_EXPORT,
         APPLIED,
         VERIFY,
+        REPORT,
         [EVALUATION] if config["evaluate"]["labels"] else [],

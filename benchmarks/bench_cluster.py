@@ -10,8 +10,9 @@ share a common "face" direction so that different people have cosine ~ `diff`
 0.0-0.1). The measured means are printed so the calibration is visible.
 
 Every run happens in a fresh spawned process that generates the data itself
-(deterministically from the seed) and reports its own peak RSS
-(getrusage(RUSAGE_SELF).ru_maxrss), so sizes and methods never share memory.
+(deterministically from the seed) and reports its own peak RSS (VmHWM), so
+sizes and methods never share memory. "peak GB" includes the embeddings
+themselves and the interpreter ("data GB": RSS just before clustering).
 
     python benchmarks/bench_cluster.py                       # 10k, 100k, 1M
     python benchmarks/bench_cluster.py --sizes 10000 --dim 128
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import sys
 import time
 from pathlib import Path
@@ -99,18 +99,25 @@ def similarity_stats(emb, labels, *, pairs=200_000, seed=1):
     return same, diff
 
 
-def _rss_now_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize()
+def _status_bytes(field: str) -> int:
+    """A memory line of /proc/self/status (VmRSS: now, VmHWM: peak), in bytes."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _child(conn, n, dim, gen_kwargs, cluster_kwargs):
     emb, _ = make_identities(n, dim, **gen_kwargs)
-    data_rss = _rss_now_bytes()
+    data_rss = _status_bytes("VmRSS")
     t0 = time.perf_counter()
     labels = cluster_embeddings(emb, **cluster_kwargs)
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    # Not getrusage's ru_maxrss: Linux carries it over from the parent through
+    # fork + exec, so a child would report the parent's peak if that is higher.
+    # VmHWM is the peak of this process's own address space.
+    peak = _status_bytes("VmHWM")
     conn.send((labels, seconds, peak, data_rss))
     conn.close()
 

@@ -394,6 +394,13 @@ def cmd_eras(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import build
+
+    print(build(args.results, args.out or str(Path(args.results) / "report")))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="facesets", description=__doc__)
     ap.add_argument("--version", action="version", version=f"facesets {__version__}")
@@ -555,6 +562,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--year-cache", help="EXIF year cache (default: exif_years.json beside the cache)")
     _model_flags(p)
     p.set_defaults(func=cmd_eras)
+
+    p = sub.add_parser("report", help="self-contained HTML report of a results folder")
+    p.add_argument("results", help="the pipeline's results folder")
+    p.add_argument("--out", help="report folder (default: RESULTS/report)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo-setup", help="prepare the offline demo photos and config overlay in FOLDER")
     p.add_argument("folder")

@@ -77,7 +77,7 @@ def select(cache: FaceCache, idx: list[int], comp: np.ndarray, p: dict) -> tuple
             excluded.append({"key": keys[i], "stage": "outlier", "reason": f"distance {d:.3f} > {p['outlier_threshold']}"})
         elif cache.faces["face_short"][i] < p["min_face_short"]:
             excluded.append({"key": keys[i], "stage": "size",
-                             "reason": f"face_short {cache.faces['face_short'][i]:.0f} < {p['min_face_short']}"})
+                             "reason": f"face_short {cache.faces['face_short'][i]:.1f} < {p['min_face_short']}"})
         else:
             kept.append(i)
     if len(kept) > 1:
@@ -92,7 +92,7 @@ def select(cache: FaceCache, idx: list[int], comp: np.ndarray, p: dict) -> tuple
                     s = sim_of.get((min(g, best), max(g, best)))
                     drop.add(g)
                     excluded.append({"key": keys[kept[g]], "stage": "near_duplicate",
-                                     "reason": f"near-duplicate of {keys[kept[best]]}" +
+                                     "reason": f"near-duplicate of {cache.face_path[kept[best]]} ({keys[kept[best]][:12]})" +
                                                (f" (similarity {s:.3f})" if s is not None else " (same group)")})
         kept = [k for j, k in enumerate(kept) if j not in drop]
     kept.sort(key=lambda i: (-comp[i], keys[i]))

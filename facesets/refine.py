@@ -23,7 +23,7 @@ PARAM_KEYS = ("initial_threshold", "merge_threshold", "min_short", "min_blur", "
 
 def quality_reason(faces: dict, i: int, p: dict) -> str | None:
     if faces["face_short"][i] < p["min_short"]:
-        return f"face_short {faces['face_short'][i]:.0f} < {p['min_short']}"
+        return f"face_short {faces['face_short'][i]:.1f} < {p['min_short']}"
     if faces["blur"][i] < p["min_blur"]:
         return f"blur {faces['blur'][i]:.1f} < {p['min_blur']}"
     if faces["det_score"][i] < p["min_det_score"]:

@@ -123,7 +123,7 @@ def test_blurred_copy_ranks_below_its_sharp_original(tmp_path, engine):
     fs = index["facesets"]["faceset_001"]
     assert sharp in {m["key"] for m in fs["members"]}
     dup = [e for e in fs["excluded"] if e["key"] == blurred]
-    assert dup and dup[0]["stage"] == "near_duplicate" and sharp in dup[0]["reason"]
+    assert dup and dup[0]["stage"] == "near_duplicate" and ("b/" + rels[0]) in dup[0]["reason"]
 
 
 def test_changed_top_n_rewrites_only_top_bundles(exported, tmp_path):

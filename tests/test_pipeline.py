@@ -1,6 +1,7 @@
-"""The Snakemake embed DAG: no-op dry run, incremental additions, sharding."""
+"""The Snakemake pipeline end to end: no-op dry runs, incremental reruns, threshold changes, profiles, report."""
 import json
 import shutil
+import subprocess
 
 import pytest
 import yaml
@@ -180,3 +181,39 @@ def test_profile_routes_workers_to_another_interpreter(built, tmp_path):
     assert data["python"] == str(env_dir / "bin/python")
     queue = json.loads((wd / "results/curation/multiface_queue.json").read_text())
     assert queue["items"] and all(it["path"].startswith(str(mapped) + "/") for it in queue["items"])
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _browser(args, url, tmp):
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp}", "--window-size=1200,1000", *args, url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_report_renders_in_a_real_browser(built, tmp_path):
+    wd, cfg, _, _ = built
+    snakemake(wd, cfg)
+    report = wd / "results/report/index.html"
+    assert report.is_file()
+    shot = tmp_path / "overview.png"
+    _browser([f"--screenshot={shot}"], report.as_uri(), tmp_path / "u1")
+    assert shot.is_file() and shot.stat().st_size > 10_000
+    dom = _browser(["--dump-dom"], report.as_uri(), tmp_path / "u2").stdout
+    assert "Corpus evolution" in dom and "active_pngs" in dom and "verify-fsz" in dom
+    export = json.loads((wd / "results/export/manifest.json").read_text())
+    sheet_name, n = next((f["name"], f["n_members"]) for f in export["facesets"] if f["n_members"])
+    assert f"{sheet_name}.html" in dom
+    sheet = wd / "results/report" / f"{sheet_name}.html"
+    shot2 = tmp_path / "sheet.png"
+    _browser([f"--screenshot={shot2}"], sheet.as_uri(), tmp_path / "u3")
+    assert shot2.is_file() and shot2.stat().st_size > 10_000
+    dom2 = _browser(["--dump-dom"], sheet.as_uri(), tmp_path / "u4").stdout
+    sheet_html = dom2[dom2.index('id="sheet"'):]
+    sheet_html = sheet_html[: sheet_html.index("Left out at export")]
+    assert sheet_html.count('alt="crop"') == n  # the contact sheet shows every crop of the faceset
+    from PIL import Image
+    assert Image.open(shot2).size == (1200, 1000)
