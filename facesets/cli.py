@@ -401,6 +401,22 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_sweep_point(args) -> int:
+    from .sweep import point
+
+    cfg = _settings(args)
+    print(json.dumps(point(args.cache, args.out, args.combo, cfg, cfg["evaluate"]["labels"], cfg["evaluate"]["root"])))
+    return 0
+
+
+def cmd_sweep_summary(args) -> int:
+    from .sweep import summarize
+
+    cfg = _settings(args)
+    print(json.dumps(summarize(args.metrics, args.out, cfg["sweep"]["metric"])))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="facesets", description=__doc__)
     ap.add_argument("--version", action="version", version=f"facesets {__version__}")
@@ -567,6 +583,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="the pipeline's results folder")
     p.add_argument("--out", help="report folder (default: RESULTS/report)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("sweep-point", help="(pipeline) one threshold combination: refine + metrics.json")
+    p.add_argument("cache")
+    p.add_argument("out")
+    p.add_argument("--combo", required=True)
+    _model_flags(p)
+    p.set_defaults(func=cmd_sweep_point)
+
+    p = sub.add_parser("sweep-summary", help="(pipeline) summary.csv, plots and summary.html of a sweep")
+    p.add_argument("out")
+    p.add_argument("--metrics", nargs="+", required=True)
+    _model_flags(p)
+    p.set_defaults(func=cmd_sweep_summary)
 
     p = sub.add_parser("demo-setup", help="prepare the offline demo photos and config overlay in FOLDER")
     p.add_argument("folder")

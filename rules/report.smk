@@ -10,6 +10,7 @@ rule report:
         VERIFY_EXPORT,
         EXPORT_MANIFEST,
         [ERAS_MANIFEST] if USE_ERAS else [],
+        [SWEEP_SUMMARY] if SWEEP_COMBOS else [],
     output:
         report(REPORT, caption="../report/caption.rst", category="facesets"),
     params:

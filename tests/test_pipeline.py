@@ -217,3 +217,34 @@ def test_report_renders_in_a_real_browser(built, tmp_path):
     assert sheet_html.count('alt="crop"') == n  # the contact sheet shows every crop of the faceset
     from PIL import Image
     assert Image.open(shot2).size == (1200, 1000)
+
+
+def test_threshold_sweep(built):
+    import csv
+
+    wd, cfg, a, _ = built
+    data = yaml.safe_load(cfg.read_text())
+    data["evaluate"] = {"labels": str(FACES / "labels.csv"), "root": str(a)}
+    data["sweep"] = {"params": {"refine.initial_threshold": [0.5, 0.55], "refine.merge_threshold": [0.3, 0.4]}}
+    sweep_cfg = wd / "config_sweep.yaml"
+    sweep_cfg.write_text(yaml.safe_dump(data))
+    snakemake(wd, sweep_cfg)
+    sweeps = wd / "results/sweeps"
+    with open(sweeps / "summary.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and sum(r["best"] == "True" for r in rows) == 1
+    assert {"facesets", "bcubed_f", "pairwise_f", "nmi", "quality_removed", "size_median"} <= set(rows[0])
+    assert all(0.0 <= float(r["bcubed_f"]) <= 1.0 for r in rows)
+    assert (sweeps / "plot_refine_initial_threshold.png").stat().st_size > 1000
+    assert (sweeps / "plot_refine_merge_threshold.png").stat().st_size > 1000
+    assert "sweeps/summary.html" in (wd / "results/report/index.html").read_text()
+    # one more value: only the two new combinations run
+    data["sweep"]["params"]["refine.initial_threshold"].append(0.6)
+    sweep_cfg.write_text(yaml.safe_dump(data))
+    jobs = planned(wd, sweep_cfg)
+    points = sorted(w for r, w in jobs if r == "sweep_point")
+    assert points == ["combo=refine.initial_threshold~0.6__refine.merge_threshold~0.3",
+                      "combo=refine.initial_threshold~0.6__refine.merge_threshold~0.4"]
+    counts = rules_of(jobs)
+    for rule in ("embed_shard", "merge_cache", "refine", "cluster", "export_crops"):
+        assert counts[rule] == 0, (rule, counts)
