@@ -8,6 +8,14 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
+from .faults import checkpoint
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
 
 def _fsync_dir(path: Path) -> None:
     try:
@@ -27,18 +35,36 @@ def atomic_open(path: str | Path, mode: str = "wb", **kw) -> Iterator[IO]:
     """Open a temp file next to `path`; on clean exit it replaces `path` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # a killed earlier write of this same file left its temp behind; one writer per path, so it is ours
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **kw) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        checkpoint(f"write {path.name}")  # the new content is on disk, not yet in place
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def sweep_temps(folder: str | Path) -> int:
+    """Remove the temp files of atomic writes that a kill interrupted (`.<name>.<random>.tmp`): they were
+    never renamed into place, so they are no one's data. Call it while holding the folder's lock."""
+    n = 0
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    for p in folder.rglob(".*.tmp"):
+        if p.is_file() and p.name.count(".") >= 3:
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

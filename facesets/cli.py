@@ -417,6 +417,20 @@ def cmd_sweep_summary(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    from .audit import audit
+    from .engine import FaceEngine
+
+    cfg = _settings(args)
+    engine = FaceEngine.from_config(cfg) if args.corpus and not args.no_verify else None
+    problems = audit(args.cache, args.refine, args.raw, args.export, args.corpus, engine, cfg["verify"]["checks"],
+                     cfg["export"]["out_size"])
+    for p in problems:
+        print(p)
+    print(f"audit: {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="facesets", description=__doc__)
     ap.add_argument("--version", action="version", version=f"facesets {__version__}")
@@ -596,6 +610,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", nargs="+", required=True)
     _model_flags(p)
     p.set_defaults(func=cmd_sweep_summary)
+
+    p = sub.add_parser("audit", help="check that nothing was lost: faces, crops, bundles, journal")
+    p.add_argument("--cache")
+    p.add_argument("--refine", help="refine_manifest.json")
+    p.add_argument("--raw", help="raw cluster manifest.json")
+    p.add_argument("--export", help="export folder (default: beside the corpus)")
+    p.add_argument("--corpus", help="curated corpus (facesets_swap_ready)")
+    p.add_argument("--no-verify", action="store_true", help="skip re-detecting every bundle's crops")
+    _model_flags(p)
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("demo-setup", help="prepare the offline demo photos and config overlay in FOLDER")
     p.add_argument("folder")

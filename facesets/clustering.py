@@ -485,34 +485,76 @@ class _GraphAverageLinkage:
         # float32 kNN similarities.
         band = self.d >= (1.0 - _EXACT_BAND) * t
         self.d[band] = self._distances(self.u[band], self.v[band])
+        # Edges at or above the current level cannot take part in its merges
+        # (a cluster whose nearest neighbour is below the level reaches it by an
+        # edge below the level), so they wait aside and rounds only touch the
+        # rest. `grown` marks clusters changed since they were set aside.
+        self.level = np.inf
+        self.parked = []
+        self.grown = np.zeros(len(X), dtype=bool)
 
     def run(self, progress=False) -> np.ndarray:
         """Agglomerate below t; returns each point's root (a member point id)."""
         coarse = np.linspace(0.0, (1.0 - _EXACT_BAND) * self.t, _COARSE_LEVELS + 1)[1:]
         with tqdm(desc="agglomerating", unit=" rounds", disable=not progress, leave=False) as bar:
             for level, bulk_ok in [(lv, True) for lv in coarse] + [(self.t, False)]:
-                while self._round(level, bulk_ok):
+                self._start_level(level)
+                while self._round(bulk_ok):
                     bar.set_postfix(edges=len(self.u), bulk=self.bulk_rounds)
                     bar.update()
         return self._roots()
 
-    def _round(self, level, bulk_ok) -> bool:
-        """One merge round among links below `level`; False when there are none."""
+    def _start_level(self, level):
+        """Bring back the edges set aside, up to date, and set aside those >= level."""
+        u, v, d = self.u, self.v, self.d
+        if self.parked:
+            self.parent = self._roots()
+            u = self.parent[np.concatenate([u] + [p[0] for p in self.parked])]
+            v = self.parent[np.concatenate([v] + [p[1] for p in self.parked])]
+            d = np.concatenate([d] + [p[2] for p in self.parked])
+            a, b = np.minimum(u, v), np.maximum(u, v)
+            keep = a != b
+            a, b, d = a[keep], b[keep], d[keep]
+            m = len(self.parent)
+            # Copies of one cluster pair carry the same distance once refreshed.
+            key, first = np.unique(a * m + b, return_index=True)
+            u, v = np.divmod(key, m)
+            d = d[first]
+            stale = self.grown[u] | self.grown[v]
+            d[stale] = self._distances(u[stale], v[stale])
+            keep = d < self.t
+            u, v, d = u[keep], v[keep], d[keep]
+        self.grown[:] = False
+        self.level = level
+        self.parked = []
+        self._set(u, v, d)
+
+    def _set(self, u, v, d):
+        """Keep edges below the level active, set aside those up to t, drop the rest."""
+        active = d < self.level
+        aside = ~active & (d < self.t)
+        if aside.any():
+            self.parked.append((u[aside], v[aside], d[aside]))
+        self.u, self.v, self.d = u[active], v[active], d[active]
+
+    def _round(self, bulk_ok) -> bool:
+        """One merge round among links below the level; False when there are none."""
         if len(self.u) == 0:
             return False
         nn, nn_dist = self._nearest()
-        src = np.flatnonzero(nn_dist < level)
+        src = np.flatnonzero(nn_dist < self.level)
         if len(src) == 0:
             return False
         self.rounds += 1
         dst = nn[src]
         pair = (nn[dst] == src) & (src < dst)
-        # Not empty: the closest link below `level` is always reciprocal.
+        # Not empty: the closest link below the level is always reciprocal.
         if bulk_ok and pair.sum() < _RAC_MIN_SHARE * len(src):
             self.bulk_rounds += 1
             reps = self._merge_groups(src, dst)
         else:
             reps = self._merge_pairs(src[pair], dst[pair])
+        self.grown[reps] = True
         self._contract(reps)
         return True
 
@@ -578,8 +620,7 @@ class _GraphAverageLinkage:
         a = np.concatenate([a[~touched], ta])
         b = np.concatenate([b[~touched], tb])
         d = np.concatenate([d[~touched], self._distances(ta, tb)])
-        keep = d < self.t
-        self.u, self.v, self.d = a[keep], b[keep], d[keep]
+        self._set(a, b, d)
 
     def _roots(self) -> np.ndarray:
         parent = self.parent

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, atomic
+from .faults import checkpoint
 from .fsz import write_fsz
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ class Journal:
                     try:
                         out.append(json.loads(line))
                     except json.JSONDecodeError:
-                        break  # a torn last line from a kill: the op it announced never started
+                        continue  # a line torn by a kill: the op it announced never started
         return out
 
     def next_run(self) -> int:
@@ -160,8 +161,9 @@ class Journal:
 
     def write(self, entry: dict) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        torn = self.path.is_file() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n")
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            fh.write(("\n" if torn else "") + json.dumps(entry, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -178,6 +180,7 @@ def locked(corpus: Path):
             raise CorpusLocked(f"another facesets process is curating {corpus}; wait for it to finish") from None
         raise
     try:
+        atomic.sweep_temps(corpus)
         yield
     finally:
         fcntl.flock(fh, fcntl.LOCK_UN)
@@ -194,6 +197,7 @@ class Ops:
     def _rec(self, **entry) -> None:
         self.journal.write({"run": self.run, "kind": self.kind, **entry})
         self.count += 1
+        checkpoint(f"journal {entry['op']}")  # announced, not yet done
 
     def move(self, src: str, dst: str) -> None:
         s, d = self.corpus / src, self.corpus / dst
@@ -407,6 +411,8 @@ def undo(corpus_dir: str | Path) -> dict:
                     os.replace(dst, src)
                     _prune_empty(dst.parent, corpus)
                     n += 1
+            elif e["op"] == "backup" and not (corpus / e["backup"]).exists():
+                continue  # announced, then killed before it happened: the original never moved
             elif e["op"] in ("create", "backup"):
                 p = corpus / e["path"]
                 if p.exists():

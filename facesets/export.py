@@ -130,6 +130,7 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
     """`meta` per identity (optional): bundle_prefix (bundles named after a label instead of the
     faceset), markers ({file name: text} written beside the bundles), thin (writes THIN.txt)."""
     out_dir = Path(out_dir)
+    atomic.sweep_temps(out_dir)  # a killed earlier run's half-written crops or bundles
     p = {k: params[k] for k in CROP_KEYS}
     cache = FaceCache.load(cache_path)
     keys = cache.face_keys()
@@ -269,6 +270,7 @@ def _candidates(cache: FaceCache, plan: dict, singletons: list[str], comp: np.nd
 def export_bundles(out_dir: str | Path, top_n: int, extra: dict | None = None) -> dict:
     """Bundles and manifests from crops.json; unchanged bundles are left as they are."""
     out_dir = Path(out_dir)
+    atomic.sweep_temps(out_dir)
     index = atomic.read_json(out_dir / CROPS_INDEX)
     ledger_path = out_dir / BUNDLES_LEDGER
     ledger = atomic.read_json(ledger_path) if ledger_path.is_file() else {}
