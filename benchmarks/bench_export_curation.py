@@ -344,7 +344,7 @@ def bench_neardup(args, emb: np.ndarray, per: int, t: float, rng) -> dict:
     big = (0.8 * cent[ids] / np.linalg.norm(cent[ids], axis=1, keepdims=True)
            + 0.6 * rng.standard_normal((m, dim)).astype(np.float32) / np.sqrt(dim))
     big[1::50] = big[0::50][: len(big[1::50])] + 0.01 * rng.standard_normal((len(big[1::50]), dim)).astype(np.float32)
-    big /= np.linalg.norm(big, axis=1, keepdims=True)
+    big = (big / np.linalg.norm(big, axis=1, keepdims=True)).astype(np.float32)  # float32, as the cache stores
     out = {}
     for label, fn in (("full", _full_matrix), ("blocked", similar_pairs)):
         tracemalloc.start()
