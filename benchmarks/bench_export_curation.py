@@ -390,6 +390,7 @@ def bench_rezip(args, export: Path, workdir: Path, names: list[list[str]], rng) 
         plan = {"pass": "neardup", "params": {}, "changes": [
             {"action": "drop", "faceset": f"faceset_{fi + 1:03d}", "crop": names[fi][int(rng.integers(0, 9))],
              "reason": "bench"} for fi in changed]}
+        fcorpus.apply(export, corpus, [])  # back to no plan (untimed), so each round changes --changed facesets
         t0 = time.perf_counter()
         stats = fcorpus.apply(export, corpus, [plan])
         t_apply.append(time.perf_counter() - t0)

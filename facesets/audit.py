@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import atomic
 from .cache import FaceCache
-from .corpus import CURATION, QUARANTINES, Journal, inventory
+from .corpus import QUARANTINES, Journal, inventory
 
 
 def faces_accounted(cache: FaceCache, refine_manifest: dict | None, raw_manifest: dict | None) -> list[str]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -27,6 +25,7 @@ from pathlib import Path
 
 from . import __version__, atomic
 from .faults import checkpoint
+from .locks import exclusive
 from .fsz import write_fsz
 
 log = logging.getLogger(__name__)
@@ -170,21 +169,10 @@ class Journal:
 
 @contextlib.contextmanager
 def locked(corpus: Path):
-    (corpus / CURATION).mkdir(parents=True, exist_ok=True)
-    fh = open(corpus / CURATION / "lock", "a+")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        fh.close()
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            raise CorpusLocked(f"another facesets process is curating {corpus}; wait for it to finish") from None
-        raise
-    try:
+    msg = f"another facesets process is curating {corpus}; wait for it to finish"
+    with exclusive(corpus / CURATION / "lock", CorpusLocked, msg):
         atomic.sweep_temps(corpus)
         yield
-    finally:
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
 
 
 class Ops:

@@ -124,7 +124,6 @@ def run(cache_path: str | Path, out_dir: str | Path, parent_manifests: list[str 
     p = {k: params[k] for k in PARAM_KEYS}
     cache = FaceCache.load(cache_path)
     kidx = ids.key_index(cache)
-    keys = cache.face_keys()
     parents = {}
     for m in parent_manifests:
         if Path(m).is_file():

@@ -11,7 +11,6 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 
 from . import identities as ids
 from .cache import FaceCache

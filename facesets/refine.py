@@ -115,7 +115,7 @@ def run(cache_path: str | Path, out_dir: str | Path, params: dict, link_mode: st
                 if k in kidx:
                     removed[stage].append((kidx[k], why))
         new = [kidx[k] for k in keys if k not in seen]
-        gated, fresh = [], []
+        gated = []
         for i in new:
             why = quality_reason(cache.faces, i, p)
             (removed["quality"].append((i, why)) if why else gated.append(i))

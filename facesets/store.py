@@ -8,8 +8,6 @@ content hash (sha256) wins. Entries carry an engine signature so a model change 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import io
 import json
 import os
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
+from .locks import exclusive
 
 SEG_RE = re.compile(r"^seg-(\d{8})-[0-9a-f]+\.npz$")
 COMPACT_AFTER = 200  # segments; compaction is end-of-run work, never part of a flush
@@ -83,21 +82,10 @@ class FaceStore:
     # -- locking: one writer per store (Snakemake has its own lock; this covers direct CLI use)
     @contextlib.contextmanager
     def locked(self):
-        self.root.mkdir(parents=True, exist_ok=True)
-        fh = open(self.root / ".lock", "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            fh.close()
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise StoreLocked(f"another facesets process is writing {self.root}; wait for it to finish") from None
-            raise
-        try:
+        msg = f"another facesets process is writing {self.root}; wait for it to finish"
+        with exclusive(self.root / ".lock", StoreLocked, msg):
             self._sweep_partial()
             yield self
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            fh.close()
 
     def _sweep_partial(self) -> None:
         """Temp files of a flush that a kill interrupted: never renamed, so never part of the store."""

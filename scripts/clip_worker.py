@@ -8,19 +8,11 @@ from the queue's settings (config curation.occlusion); pretrained null gives ran
 tests use. For each crop, softmax over every prompt (CLIP's logit scale) and sum per domain: the
 result has one probability per domain (mask, sunglasses, neutral, ...). Resumable like the multi-face worker.
 """
-import json
 import os
 import sys
 import time
 
-
-def _atomic_json(path, obj):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+from worker_io import atomic_json as _atomic_json, load_queue
 
 
 def load_model(model_name, pretrained, device):
@@ -35,16 +27,7 @@ def main(queue_path, results_path):
     import torch
     from PIL import Image
 
-    with open(queue_path, encoding="utf-8") as fh:
-        queue = json.load(fh)
-    s = queue["settings"]
-    partial = results_path + ".partial"
-    done = {}
-    if os.path.exists(partial):
-        with open(partial, encoding="utf-8") as fh:
-            old = json.load(fh)
-        if old.get("settings") == s:
-            done = old["results"]
+    queue, s, done, partial = load_queue(queue_path, results_path)
     device = "cuda" if torch.cuda.is_available() and s.get("device", "auto") != "cpu" else "cpu"
     model, preprocess, tokenizer = load_model(s["model"], s["pretrained"], device)
     domains = list(s["prompts"])

@@ -7,19 +7,11 @@ Needs only numpy, opencv, onnxruntime and insightface, so any interpreter with t
 Windows DirectML venv driven from WSL: paths in the queue are already mapped for that interpreter).
 Resumable: finished items are flushed to RESULTS.json.partial every 50 crops and skipped on restart.
 """
-import json
 import os
 import sys
 import time
 
-
-def _atomic_json(path, obj):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+from worker_io import atomic_json as _atomic_json, load_queue
 
 
 def main(queue_path, results_path):
@@ -27,16 +19,7 @@ def main(queue_path, results_path):
     import numpy as np
     from insightface.app import FaceAnalysis
 
-    with open(queue_path, encoding="utf-8") as fh:
-        queue = json.load(fh)
-    s = queue["settings"]
-    partial = results_path + ".partial"
-    done = {}
-    if os.path.exists(partial):
-        with open(partial, encoding="utf-8") as fh:
-            old = json.load(fh)
-        if old.get("settings") == s:
-            done = old["results"]
+    queue, s, done, partial = load_queue(queue_path, results_path)
     app = FaceAnalysis(name=s["pack"], root=os.path.expanduser(s.get("root", "~/.insightface")),
                        providers=s["providers"], allowed_modules=["detection"])
     app.prepare(ctx_id=0 if s["providers"][0] != "CPUExecutionProvider" else -1,

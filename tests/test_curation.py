@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from conftest import FACES, PACK, copy_photos, needs_shared, test_config
-from facesets import atomic, corpus, plans as P, refine
+from conftest import PACK, copy_photos, needs_shared, test_config
+from facesets import corpus, plans as P
 from facesets.cache import FaceCache
 from facesets.corpus import inventory
 from facesets.export import export_bundles, export_crops

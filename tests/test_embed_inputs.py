@@ -88,7 +88,6 @@ def test_every_file_is_recorded(bad_cache):
 
 
 def test_odd_modes_embed_like_the_original(bad_cache, engine):
-    from facesets.embed import Embedder
 
     cache, _ = bad_cache
     emb = dict(zip(cache.face_path.tolist(), cache.embeddings))

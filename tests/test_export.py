@@ -1,7 +1,5 @@
 """export-swap and verify-fsz on the real photos with the real model pack."""
-import io
 import json
-import os
 import shutil
 import zipfile
 
@@ -10,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from conftest import FACES, copy_photos, needs_shared, test_config
+from conftest import copy_photos, needs_shared, test_config
 from facesets import cluster_stage, refine
 from facesets.cache import FaceCache
 from facesets.export import export_bundles, export_crops

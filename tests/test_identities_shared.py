@@ -1,6 +1,5 @@
 """cluster / refine / extend / dedup / enrich / evaluate on the real labeled photos."""
 import collections
-import json
 import shutil
 
 import numpy as np
