@@ -52,16 +52,34 @@ def bad_tree(tmp_path_factory):
     os.symlink(src / "loop_b.jpg", src / "loop_a.jpg")
     os.symlink(src / "loop_a.jpg", src / "loop_b.jpg")
     (src / "notes.txt").write_text("ignored: not an image extension")
+    wide = Image.new("RGB", (12000, 900), (90, 120, 150))
+    wide.paste(img.convert("RGB").resize((600, 810)), (5000, 45))
+    wide.save(src / "panorama.jpg", quality=90)  # a huge panorama with one face in it
+    img.convert("RGB").resize((8, 8)).save(src / "tiny.png")
+    (src / "locked.jpg").write_bytes(good + b"\1")  # made unreadable below (root ignores chmod)
     return src
 
 
 @pytest.fixture(scope="module")
 def bad_cache(bad_tree, engine, tmp_path_factory):
+    import builtins
+
     from facesets.embed import embed_source
 
     store = tmp_path_factory.mktemp("badstore") / "cache"
     cfg = test_config(embed={"max_image_pixels": 100_000_000})
-    stats = embed_source(bad_tree, store, "bad", cfg, lambda: engine, progress=False)
+    real_open = builtins.open
+
+    def no_permission(file, *a, **kw):  # what a file without read permission does for a normal user
+        if str(file).endswith("locked.jpg"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **kw)
+
+    builtins.open = no_permission
+    try:
+        stats = embed_source(bad_tree, store, "bad", cfg, lambda: engine, progress=False)
+    finally:
+        builtins.open = real_open
     return FaceCache.load(store), stats
 
 
@@ -76,6 +94,7 @@ def test_every_file_is_recorded(bad_cache):
         "dangling.jpg": "symlink",
         "loop_a.jpg": "symlink",
         "loop_b.jpg": "symlink",
+        "locked.jpg": "permission denied",
     }
     for name, word in expect_skip.items():
         assert by[name]["status"] == "skipped", name
@@ -84,6 +103,9 @@ def test_every_file_is_recorded(bad_cache):
         assert by[name]["status"] in ("face", "alias"), (name, by[name])
         assert by[name].get("n_faces", 1) == 1 or by[name]["status"] == "alias"
     assert "notes.txt" not in by
+    assert by["panorama.jpg"]["status"] == "face" and by["panorama.jpg"]["n_faces"] == 1
+    assert by["panorama.jpg"]["width"] == 12000
+    assert by["tiny.png"]["status"] == "noface"
     assert stats["skipped"] == len(expect_skip)
 
 

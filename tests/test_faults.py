@@ -134,7 +134,9 @@ def test_kill_at_seeded_points_then_resume(clean, tmp_path, engine):
 
 
 @pytest.mark.parametrize("at", ["write seg", "write crop", "journal move", "write faceset_001_all"])
-def test_disk_full_fails_cleanly_and_rerun_succeeds(clean, tmp_path, at):
+def test_disk_full_fails_cleanly_and_rerun_succeeds(clean, tmp_path, at, engine):
+    from facesets.audit import audit
+
     _, expected, points = clean
     n = next(i for i, p in enumerate(points, 1) if p.startswith(at.split(" crop")[0]) and
              (at != "write crop" or p.endswith(".png")))
@@ -145,3 +147,5 @@ def test_disk_full_fails_cleanly_and_rerun_succeeds(clean, tmp_path, at):
     assert not list(work.rglob("*.tmp"))  # no half-written file left behind
     assert _run(work).returncode == 0
     assert state(work) == expected
+    assert audit(work / "faces.npz", work / "refined/refine_manifest.json", None, work / "export",
+                 work / "corpus", engine, [[640, 0.5]]) == []
