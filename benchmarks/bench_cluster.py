@@ -30,17 +30,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facesets import clustering  # noqa: E402
-from facesets.clustering import bcubed, cluster_embeddings  # noqa: E402
+from facesets import clustering
+from facesets.clustering import bcubed, cluster_embeddings
 
 _GEN_CHUNK = 65_536
 
 
 def identity_sizes(n: int, *, strangers: float, per_identity: float, zipf: float) -> np.ndarray:
     """Zipf-distributed identity sizes summing to n minus the strangers (size-1 identities)."""
-    n_strangers = int(round(n * strangers))
+    n_strangers = round(n * strangers)
     n_known = n - n_strangers
-    n_ids = max(1, int(round(n_known / per_identity)))
+    n_ids = max(1, round(n_known / per_identity))
     weights = 1.0 / np.arange(1, n_ids + 1) ** zipf
     sizes = np.maximum(2, np.floor(weights / weights.sum() * n_known)).astype(np.int64)
     sizes[0] += n_known - sizes.sum()  # rounding remainder goes to the biggest person
@@ -163,8 +163,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    gen = dict(same=args.same, diff=args.diff, spread=args.spread, strangers=args.strangers,
-               per_identity=args.per_identity, seed=args.seed)
+    gen = {
+        "same": args.same, "diff": args.diff, "spread": args.spread, "strangers": args.strangers,
+        "per_identity": args.per_identity, "seed": args.seed,
+    }
 
     emb, labels = make_identities(min(max(sizes), 100_000), args.dim, **gen)
     same, diff = similarity_stats(emb, labels)
@@ -178,10 +180,12 @@ def main(argv=None):
     print("else against clustering from the exact kNN graph (n <= --ivf-check-max).")
     print(header)
     print("-" * len(header))
-    common = dict(threshold=args.threshold, knn_k=args.knn_k, seed=args.seed, progress=args.progress)
+    common = {
+        "threshold": args.threshold, "knn_k": args.knn_k, "seed": args.seed, "progress": args.progress,
+    }
     for n in sizes:
         truth = identity_labels(n, **gen)
-        knn = dict(method="knn", exact_max_n=args.exact_max_n)
+        knn = {"method": "knn", "exact_max_n": args.exact_max_n}
         runs = [("knn", knn, None)]
         dense = n <= args.dense_max
         if dense:
@@ -190,7 +194,7 @@ def main(argv=None):
                 ("knn, graph only", dict(knn, exact_max_n=1), None),
                 # the approximate IVF search normally starts above 20k points
                 ("knn, IVF search", knn, {"_BRUTE_FORCE_MAX_N": 0}),
-                ("exact", dict(method="exact"), None),
+                ("exact", {"method": "exact"}, None),
             ]
         ivf_check = clustering._BRUTE_FORCE_MAX_N < n <= args.ivf_check_max
         if ivf_check:

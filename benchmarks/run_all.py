@@ -12,6 +12,9 @@ HERE = Path(__file__).resolve().parent
 BENCHES = {
     "embed": (["bench_embed.py"], ["bench_embed.py", "--quick"]),
     "cluster": (["bench_cluster.py"], ["bench_cluster.py", "--sizes", "10000"]),
+    "dag": (["bench_dag.py"], ["bench_dag.py", "--quick"]),
+    "e2e": (["bench_e2e.py"], ["bench_e2e.py", "--quick"]),
+    "export_curation": (["bench_export_curation.py"], ["bench_export_curation.py", "--quick"]),
 }
 
 

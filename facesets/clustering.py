@@ -22,6 +22,10 @@ Two ways to get it:
     4. Larger components (average linkage only) are agglomerated on the sparse
        graph with *exact* average distances (see ``_GraphAverageLinkage``); the
        merge order is exact except for "bulk" rounds far below the threshold.
+    5. Average linkage: clusters that are still closer than the threshold on
+       average -- pieces of one person that the kNN search never linked --
+       are found by a kNN search over cluster means and merged
+       (``_rejoin_clusters``). On a complete graph this finds nothing.
 
 Why components are safe
     With average linkage, two groups with no pair of points closer than ``t``
@@ -31,13 +35,14 @@ Why components are safe
     ``t``. The kNN graph is a subgraph of it: a within-threshold pair is missing
     when a point has more than ``knn_k`` neighbours inside the threshold (it is
     then still linked to ``knn_k`` of them, so this rarely splits anything), or
-    when the IVF search (n > 20k) misses a neighbour. Such a miss can only
-    split a component, i.e. separate points the dense method might have put
-    together -- typically an outlying face becomes a singleton. Inside a large
-    component a missing edge can also hide a cluster's nearest neighbour and so
-    change the merge order. Raising ``knn_k`` (and the IVF probes) reduces
-    misses; at 10k-100k synthetic faces the agreement with the dense method,
-    or with the exact kNN graph, is BCubed F >= 0.999 (benchmarks/bench_cluster.py).
+    when the approximate IVF search (n > 20k) misses a neighbour. Such a miss
+    can split a component, separating points the dense method might put
+    together; step 5 merges such pieces again when their average distance is
+    below the threshold, but a face that lost all its links to a group it would
+    only just have joined can stay apart. Inside a large component a missing
+    edge can also hide a cluster's nearest neighbour and so change the merge
+    order. For complete linkage step 5 does not apply. Raising ``knn_k``
+    reduces misses. Measured agreement: benchmarks/bench_cluster.py.
 """
 
 from __future__ import annotations
@@ -325,11 +330,50 @@ def _knn_labels(X, t, linkage, *, exact_max_n, k, seed, progress) -> np.ndarray:
         keep = in_large[u]  # both ends of an edge lie in the same component
         local_id = np.full(n, -1, dtype=np.int64)
         local_id[nodes] = np.arange(len(nodes))
-        agglo = _GraphAverageLinkage(X[nodes], local_id[u[keep]], local_id[v[keep]], sim[keep], t)
+        agglo = _GraphAverageLinkage(
+            X[nodes].astype(np.float64), np.ones(len(nodes)), local_id[u[keep]], local_id[v[keep]], sim[keep], t
+        )
         roots = agglo.run(progress=progress)
         _, local = np.unique(roots, return_inverse=True)
         labels[nodes] = next_label + local.ravel()
+
+    if linkage == "average":
+        labels = _rejoin_clusters(X, labels, t, k, seed, progress)
     return labels
+
+
+def _rejoin_clusters(X, labels, t, k, seed, progress):
+    """Merge final clusters that are still closer than t on average.
+
+    Exact average linkage stops only when every pair of clusters is at least t
+    apart, so on a complete neighbour graph this finds nothing to do. When the
+    approximate kNN search missed all the links between two parts of one person
+    (typical for people with few photos among a million faces, whom no IVF list
+    is centred on), they end up as separate clusters; their means are very
+    similar, and a kNN search over cluster means finds them. The inner product
+    of two cluster means is exactly their average similarity, so the same
+    agglomeration as for points applies, starting from the clusters.
+    """
+    n, dim = X.shape
+    n_clusters = int(labels.max()) + 1
+    sums = np.zeros((n_clusters, dim))
+    for start in range(0, n, _ROW_CHUNK):
+        stop = min(n, start + _ROW_CHUNK)
+        members = sparse.csr_matrix(
+            (np.ones(stop - start), (labels[start:stop], np.arange(stop - start))),
+            shape=(n_clusters, stop - start),
+        )
+        sums += members @ X[start:stop].astype(np.float64)
+    sizes = np.bincount(labels, minlength=n_clusters).astype(np.float64)
+    means = (sums / sizes[:, None]).astype(np.float32)
+    sims, ids = _neighbours(means, min(k + 1, n_clusters), seed, progress)
+    del means
+    u, v, sim = _edges_within(sims, ids, t)
+    if len(u) == 0:
+        return labels
+    roots = _GraphAverageLinkage(sums, sizes, u, v, sim, t).run(progress=progress)
+    _, merged = np.unique(roots, return_inverse=True)
+    return merged.ravel()[labels]
 
 
 def _neighbours(X, k, seed, progress):
@@ -471,11 +515,14 @@ class _GraphAverageLinkage:
     tests measure the agreement with the dense method.
     """
 
-    def __init__(self, X, u, v, sim, t):
+    def __init__(self, sums, sizes, u, v, sim, t):
+        """sums: float64 (m, dim) vector sum of each starting cluster (modified in
+        place); sizes: their point counts; u, v, sim: edges and their average
+        similarities."""
         self.t = t
-        self.sums = X.astype(np.float64)
-        self.sizes = np.ones(len(X))
-        self.parent = np.arange(len(X))
+        self.sums = sums
+        self.sizes = np.asarray(sizes, dtype=np.float64)
+        self.parent = np.arange(len(sums))
         self.rounds = 0
         self.bulk_rounds = 0
         d = 1.0 - sim
@@ -491,7 +538,7 @@ class _GraphAverageLinkage:
         # rest. `grown` marks clusters changed since they were set aside.
         self.level = np.inf
         self.parked = []
-        self.grown = np.zeros(len(X), dtype=bool)
+        self.grown = np.zeros(len(sums), dtype=bool)
 
     def run(self, progress=False) -> np.ndarray:
         """Agglomerate below t; returns each point's root (a member point id)."""

@@ -104,9 +104,22 @@ def test_graph_average_linkage_is_exact_on_a_complete_graph():
     u, v = np.triu_indices(len(X), k=1)
     sim = np.einsum("ij,ij->i", X[u], X[v])
     for t in (0.4, 0.55, 0.7):
-        roots = clustering._GraphAverageLinkage(X, u, v, sim, t).run()
+        roots = clustering._GraphAverageLinkage(X.copy(), np.ones(len(X)), u, v, sim, t).run()
         ref = cluster_embeddings(X, t, method="exact")
         np.testing.assert_array_equal(_in_order(roots), ref)
+
+
+def test_pieces_the_knn_graph_never_linked_are_rejoined(identity_set):
+    # With one neighbour per point the graph falls apart into many small
+    # components; the pass over cluster means must put each person back together.
+    X, exact = identity_set
+    sims, ids = clustering._neighbours(X, 2, 0, False)
+    u, v, _ = clustering._edges_within(sims, ids, 0.55)
+    graph = clustering.sparse.csr_matrix((np.ones(len(u)), (u, v)), shape=(len(X),) * 2)
+    pieces = clustering.connected_components(graph, directed=False)[1]
+    assert bcubed(pieces, exact)[1] < 0.98  # the graph really splits people
+    labels = cluster_embeddings(X, 0.55, method="knn", knn_k=1)
+    assert bcubed(labels, exact)[2] >= 0.995
 
 
 def test_knn_is_deterministic(identity_set):
