@@ -61,11 +61,10 @@ GEN_VERSION = 1
 TARGET_DRY_S = 30.0
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
-from facesets import config as fsconfig  # noqa: E402
-from facesets.embed import engine_signature  # noqa: E402
-from facesets.scan import shard_of  # noqa: E402
-from facesets.store import FaceStore  # noqa: E402
-
+from facesets import config as fsconfig
+from facesets.embed import engine_signature
+from facesets.scan import shard_of
+from facesets.store import FaceStore
 
 # --------------------------------------------------------------------------- snakemake helpers (bench_e2e uses them)
 
@@ -96,7 +95,7 @@ def run_snakemake(workdir: Path, overlay: Path, args: list[str], *, log: Path | 
     """Run snakemake in workdir with the repository's Snakefile (and so its default profile). (seconds, output)"""
     cmd = [snakemake_bin(), "-s", str(REPO / "Snakefile"), "--configfile", str(overlay), *args]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     dt = time.perf_counter() - t0
     if log is not None:
         log.write_text(" ".join(cmd) + "\n\n" + proc.stdout)
@@ -275,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     fig: dict = {"n": args.n, "shards": args.shards, "add": args.add, "target": args.target}
 
     print(f"workdir {base}  cpus {os.cpu_count()}  load average {os.getloadavg()[0]:.1f}  "
-          f"snakemake {subprocess.run([snakemake_bin(), '--version'], capture_output=True, text=True).stdout.strip()}")
+          f"snakemake {subprocess.run([snakemake_bin(), '--version'], capture_output=True, text=True, check=False).stdout.strip()}")
     ready = base / "processed.json"
     if not ready.is_file():
         shutil.rmtree(src, ignore_errors=True)

@@ -44,8 +44,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-import bench_embed  # noqa: E402  (the 12 MP library generator)
-from bench_dag import planned_jobs, run_snakemake, write_overlay  # noqa: E402
+import bench_embed
+from bench_dag import planned_jobs, run_snakemake, write_overlay
 
 TARGET_NON_INFERENCE = 0.30
 SOURCE = "photos"

@@ -51,17 +51,18 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-import bench_embed  # noqa: E402  (its 12 MP library generator)
-from facesets import config as fsconfig  # noqa: E402
-from facesets import corpus as fcorpus  # noqa: E402
-from facesets import embed as fe  # noqa: E402
-from facesets import export as fexport  # noqa: E402
-from facesets import plans as fplans  # noqa: E402
-from facesets.cache import FaceCache  # noqa: E402
-from facesets.crops import roop_frame  # noqa: E402
-from facesets.engine import FaceEngine  # noqa: E402
-from facesets.fsz import write_fsz  # noqa: E402
-from facesets.neighbors import components, similar_pairs  # noqa: E402
+import bench_embed
+
+from facesets import config as fsconfig
+from facesets import corpus as fcorpus
+from facesets import embed as fe
+from facesets import export as fexport
+from facesets import plans as fplans
+from facesets.cache import FaceCache
+from facesets.crops import roop_frame
+from facesets.engine import FaceEngine
+from facesets.fsz import write_fsz
+from facesets.neighbors import components, similar_pairs
 
 SOURCE = "bench"
 TARGET = 1.0  # each facesets path must at least match the straightforward one
