@@ -99,9 +99,8 @@ def select(cache: FaceCache, idx: list[int], comp: np.ndarray, p: dict) -> tuple
     return kept, excluded
 
 
-def _read_source(cache: FaceCache, path: str, sha: str, max_pixels: int):
+def _read_source(cache: FaceCache, path: str, sha: str, max_pixels: int, aliases: list[str]):
     """Decode the photo at full size, from its canonical path or any alias that still has the bytes."""
-    aliases = cache.aliases_of().get(path, [])
     last = "source missing"
     for loc in [path, *aliases]:
         try:
@@ -182,10 +181,12 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
     for i, s in enumerate(f["sha256"].tolist()):
         by_sha.setdefault(s, []).append(i)
 
+    alias_map = cache.aliases_of()  # once: it walks every file entry
+
     def work(job):
         path, need = job
         sha = f["sha256"][need[0][1]]
-        dec, why = _read_source(cache, path, sha, max_pixels)
+        dec, why = _read_source(cache, path, sha, max_pixels, alias_map.get(path, []))
         return path, need, dec, why
 
     bar = tqdm(total=sum(len(n) for _, n in todo), desc="export crops", unit="crop", disable=not progress)
