@@ -24,7 +24,7 @@ Two ways to get it:
        merge order is exact except for "bulk" rounds far below the threshold.
     5. Average linkage: clusters that are still closer than the threshold on
        average -- pieces of one person that the kNN search never linked --
-       are found by a kNN search over cluster means and merged
+       are found by a search over cluster means and merged
        (``_rejoin_clusters``). On a complete graph this finds nothing.
 
 Why components are safe
