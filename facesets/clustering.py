@@ -24,7 +24,7 @@ Two ways to get it:
        merge order is exact except for "bulk" rounds far below the threshold.
     5. Average linkage: clusters that are still closer than the threshold on
        average -- pieces of one person that the kNN search never linked --
-       are found by a search over cluster means and merged
+       are found by a kNN search over cluster means and merged
        (``_rejoin_clusters``). On a complete graph this finds nothing.
 
 Why components are safe
@@ -86,9 +86,6 @@ _RAC_MIN_SHARE = 0.01
 _COARSE_LEVELS = 5
 _EXACT_BAND = 0.1
 _ROWDOT_CHUNK = 32_768
-# Exhaustive search of cluster means against multi-member cluster means up to
-# this many pairs (~1 minute of BLAS); beyond it the IVF search is used.
-_REJOIN_MAX_PAIRS = 5_000_000_000
 
 
 def cluster_embeddings(
@@ -351,15 +348,12 @@ def _rejoin_clusters(X, labels, t, k, seed, progress):
     Exact average linkage stops only when every pair of clusters is at least t
     apart, so on a complete neighbour graph this finds nothing to do. When the
     approximate kNN search missed all the links between two parts of one person
-    (typical for a person with few photos among a million faces: IVF lists hold
-    many people and a face's noise decides which lists it probes), they end up
-    as separate clusters. The inner product of two cluster means is exactly
-    their average similarity, so an exact search of every cluster mean against
-    the means of clusters with two or more members finds such pieces, and the
-    same agglomeration as for points merges them, starting from the clusters.
-    (Two singletons missed by the point search stay apart.)
+    (typical for people with few photos among a million faces, whom no IVF list
+    is centred on), they end up as separate clusters; their means are very
+    similar, and a kNN search over cluster means finds them. The inner product
+    of two cluster means is exactly their average similarity, so the same
+    agglomeration as for points applies, starting from the clusters.
     """
-    faiss = _import_faiss()
     n, dim = X.shape
     n_clusters = int(labels.max()) + 1
     sums = np.zeros((n_clusters, dim))
@@ -372,14 +366,7 @@ def _rejoin_clusters(X, labels, t, k, seed, progress):
         sums += members @ X[start:stop].astype(np.float64)
     sizes = np.bincount(labels, minlength=n_clusters).astype(np.float64)
     means = (sums / sizes[:, None]).astype(np.float32)
-    targets = np.flatnonzero(sizes >= 2)
-    if len(targets) == 0:
-        return labels
-    if n_clusters * len(targets) <= _REJOIN_MAX_PAIRS:
-        sims, idx = faiss.knn(means, means[targets], min(k, len(targets)), metric=faiss.METRIC_INNER_PRODUCT)
-        ids = np.where(idx >= 0, targets[idx], -1)
-    else:  # too many clusters for an exhaustive search: approximate, over all means
-        sims, ids = _neighbours(means, min(k + 1, n_clusters), seed, progress)
+    sims, ids = _neighbours(means, min(k + 1, n_clusters), seed, progress)
     del means
     u, v, sim = _edges_within(sims, ids, t)
     if len(u) == 0:
