@@ -51,12 +51,18 @@ def source_listing(name):
     return _listing[name]
 
 
+_shard_groups = {}
+
+
 def shard_inputs(wildcards):
     """The shard's photos: adding, changing or removing one reruns this shard only."""
-    root = SOURCES[wildcards.source]
-    n = int(wildcards.shard)
-    return [os.path.join(root, rel) for rel in regular_files(source_listing(wildcards.source))
-            if shard_of(rel, SHARDS) == n]
+    src = wildcards.source
+    if src not in _shard_groups:  # group the listing once per source, not once per shard
+        groups = {}
+        for rel in regular_files(source_listing(src)):
+            groups.setdefault(shard_of(rel, SHARDS), []).append(os.path.join(SOURCES[src], rel))
+        _shard_groups[src] = groups
+    return _shard_groups[src].get(int(wildcards.shard), [])
 
 
 def all_shard_summaries():

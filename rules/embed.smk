@@ -33,7 +33,6 @@ rule embed_shard:
         "{FACESETS} embed-shard --source {wildcards.source} --root {params.root:q} "
         "--shard {wildcards.shard} --shards {SHARDS} --store {params.store:q} --summary {output:q} "
         "--settings {params.settings:q} --runtime {EMBED_RUNTIME:q} --log {log:q}"
-        " --log {log:q}"
 
 
 rule merge_cache:
