@@ -191,9 +191,7 @@ def embed_source(
     store = FaceStore(store_dir)
     with store.locked():
         state = store.load()
-        entries = scan.list_source(root, ecfg["extensions"])
-        if shard is not None:
-            entries = [e for e in entries if scan.shard_of(e.relpath, shard[1]) == shard[0]]
+        entries = scan.list_source(root, ecfg["extensions"], shard)
         in_scope = {e.relpath for e in entries}
         prev = {p: e for (s, p), e in state.files.items() if s == source}
         known = state.content(sig)
@@ -228,11 +226,7 @@ def embed_source(
                     record(entry)
                 stats["skipped"] += 1
                 continue
-            try:
-                st = os.stat(root / e.relpath)
-            except OSError:
-                todo.append(e.relpath)
-                continue
+            st = e.st
             if (old and old["status"] in ("face", "noface") and old.get("sig") == sig
                     and old["size"] == st.st_size and old["mtime_ns"] == st.st_mtime_ns):
                 stats["unchanged"] += 1

@@ -175,3 +175,32 @@ def test_source_tree_is_never_written(tmp_path, engine):
     assert writes == []
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in src.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_shard_listing_stats_only_its_own_files(tmp_path, monkeypatch):
+    """A shard's listing equals the filtered full listing, and stats only that shard's files."""
+    from facesets import scan
+
+    for d in ("a", "a/b", "c"):
+        (tmp_path / d).mkdir(exist_ok=True)
+    names = [f"{d}/img_{i}.JPG" for d in ("a", "a/b", "c") for i in range(20)] + ["top.png", "skip.txt"]
+    for n in names:
+        (tmp_path / n).write_bytes(b"x")
+    os.symlink(tmp_path / "missing.jpg", tmp_path / "c" / "dangling.jpg")
+    full = scan.list_source(tmp_path, [".jpg", ".png"])
+    assert "skip.txt" not in {e.relpath for e in full} and len(full) == 62
+    assert all(e.st is not None for e in full if e.problem is None)
+
+    stat_calls = []
+    real_stat = os.stat
+    monkeypatch.setattr(scan.os, "stat", lambda p, *a, **k: stat_calls.append(p) or real_stat(p, *a, **k))
+    shards = 4
+    union = []
+    for k in range(shards):
+        stat_calls.clear()
+        part = scan.list_source(tmp_path, [".jpg", ".png"], (k, shards))
+        assert part == [e for e in full if scan.shard_of(e.relpath, shards) == k]
+        file_stats = [p for p in stat_calls if os.fspath(p) != os.fspath(tmp_path)]
+        assert len(file_stats) == len(part)  # the other shards' files are never stat'ed
+        union += part
+    assert sorted(union, key=lambda e: e.relpath) == full
