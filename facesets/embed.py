@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import imageio, scan
+from .engine import ENGINE_REVISION
 from .store import FaceStore, concat_faces, empty_faces
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def engine_signature(model: dict, embed: dict) -> str:
         "det_thresh": model["det_thresh"],
         "decode_long_side": embed["decode_long_side"],
         "rec_min_face": embed["rec_min_face"],
+        "engine": ENGINE_REVISION,
     }
     return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -6,6 +6,8 @@ EMBED_RUNTIME = json.dumps({"model": {"providers": config["model"]["providers"],
                             "embed": {"io_threads": config["embed"]["io_threads"], "ort_threads": config["embed"]["ort_threads"],
                                       "flush_every": config["embed"]["flush_every"]}})
 
+from facesets.engine import ENGINE_REVISION
+
 EMBED_SETTINGS = {
     "model": {k: config["model"][k] for k in ("pack", "det_size", "det_thresh")},
     "embed": {k: config["embed"][k] for k in ("decode_long_side", "rec_min_face", "max_image_pixels", "extensions")},
@@ -21,6 +23,7 @@ rule embed_shard:
         root=lambda wc: SOURCES[wc.source],
         store=lambda wc: f"{STORE}/{wc.source}/shard_{wc.shard}",
         settings=json.dumps(EMBED_SETTINGS, sort_keys=True),
+        engine=ENGINE_REVISION,  # a new detection/alignment revision re-embeds (the store checks it too)
     log:
         f"{RESULTS}/logs/embed_shard/{{source}}_{{shard}}.log",
     benchmark:
