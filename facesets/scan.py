@@ -79,3 +79,40 @@ def _entry(rel: str, full: str) -> Entry:
 
 def regular_files(entries: list[Entry]) -> list[str]:
     return [e.relpath for e in entries if e.problem is None]
+
+
+def listing_line(e: Entry) -> str:
+    """What a shard's job depends on for one file: its path and size/mtime, or why it cannot be read."""
+    if e.problem is not None:
+        return f"{e.relpath}\t!{e.problem}\n"
+    return f"{e.relpath}\t{e.st.st_size}\t{e.st.st_mtime_ns}\n"
+
+
+def write_shard_listings(root: str | Path, extensions, shards: int, folder: str | Path) -> list[Path]:
+    """One small listing file per shard (`shard_NNN.tsv`), rewritten only when that shard changed on disk.
+
+    The pipeline makes each embed job depend on its shard's listing instead of its photos: Snakemake
+    spends ~0.2 ms per input file building the DAG (a 100k-photo no-op dry run took 23 s, nearly all of
+    it in Snakemake's per-file bookkeeping), while one listing per shard costs the same at any library
+    size. A file added, changed (size/mtime), removed or newly unreadable changes its shard's listing
+    and so re-runs exactly that shard; an unchanged listing is left alone, mtime included.
+    """
+    from .atomic import write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = [[] for _ in range(shards)]
+    for e in list_source(root, extensions):
+        texts[shard_of(e.relpath, shards)].append(listing_line(e))
+    paths = []
+    for k, lines in enumerate(texts):
+        path = folder / f"shard_{k:03d}.tsv"
+        text = "".join(lines)
+        try:
+            same = path.read_text(encoding="utf-8") == text
+        except OSError:
+            same = False
+        if not same:
+            write_text(path, text)
+        paths.append(path)
+    return paths

@@ -6,7 +6,7 @@ import sys
 from snakemake.utils import validate
 
 from facesets import config as fsconfig
-from facesets.scan import list_source, regular_files, shard_of
+from facesets.scan import write_shard_listings
 
 # Snakemake's validate fills the schema defaults in and rejects unknown keys, naming them.
 validate(config, str(fsconfig.schema_path()))
@@ -42,27 +42,18 @@ def settings(*sections, **extra):
     return json.dumps(picked, sort_keys=True)
 
 
-_listing = {}
+LISTING = f"{RESULTS}/cache/listing"
 
-
-def source_listing(name):
-    if name not in _listing:
-        _listing[name] = list_source(SOURCES[name], config["embed"]["extensions"])
-    return _listing[name]
-
-
-_shard_groups = {}
+if workflow.is_main_process:
+    # each embed job depends on its shard's small listing file, not on its photos: see
+    # facesets.scan.write_shard_listings (jobs on other machines re-use the listings the main process wrote)
+    for _src, _root in SOURCES.items():
+        write_shard_listings(_root, config["embed"]["extensions"], SHARDS, f"{LISTING}/{_src}")
 
 
 def shard_inputs(wildcards):
-    """The shard's photos: adding, changing or removing one reruns this shard only."""
-    src = wildcards.source
-    if src not in _shard_groups:  # group the listing once per source, not once per shard
-        groups = {}
-        for rel in regular_files(source_listing(src)):
-            groups.setdefault(shard_of(rel, SHARDS), []).append(os.path.join(SOURCES[src], rel))
-        _shard_groups[src] = groups
-    return _shard_groups[src].get(int(wildcards.shard), [])
+    """The shard's listing: adding, changing or removing one of its photos rewrites it and reruns this shard only."""
+    return f"{LISTING}/{wildcards.source}/shard_{int(wildcards.shard):03d}.tsv"
 
 
 def all_shard_summaries():

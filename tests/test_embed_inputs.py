@@ -204,3 +204,33 @@ def test_shard_listing_stats_only_its_own_files(tmp_path, monkeypatch):
         assert len(file_stats) == len(part)  # the other shards' files are never stat'ed
         union += part
     assert sorted(union, key=lambda e: e.relpath) == full
+
+
+def test_shard_listings_change_only_where_the_tree_changed(tmp_path):
+    from facesets import scan
+
+    src, out = tmp_path / "src", tmp_path / "listing"
+    src.mkdir()
+    for i in range(30):
+        (src / f"p{i}.jpg").write_bytes(b"x" * i)
+    paths = scan.write_shard_listings(src, [".jpg"], 4, out)
+    assert [p.name for p in paths] == [f"shard_{k:03d}.tsv" for k in range(4)]
+    assert sum(len(p.read_text().splitlines()) for p in paths) == 30
+    before = {p: p.stat().st_mtime_ns for p in paths}
+    texts = {p: p.read_text() for p in paths}
+
+    scan.write_shard_listings(src, [".jpg"], 4, out)  # nothing changed: nothing rewritten
+    assert {p: p.stat().st_mtime_ns for p in paths} == before
+
+    changed = src / "p7.jpg"
+    changed.write_bytes(b"changed content")
+    os.symlink(src / "nowhere.jpg", src / "broken.jpg")
+    scan.write_shard_listings(src, [".jpg"], 4, out)
+    touched = {paths[scan.shard_of("p7.jpg", 4)], paths[scan.shard_of("broken.jpg", 4)]}
+    for p in paths:
+        if p in touched:
+            assert p.read_text() != texts[p], p.name
+        else:  # not even rewritten with the same bytes
+            assert p.stat().st_mtime_ns == before[p] and p.read_text() == texts[p], p.name
+    text = paths[scan.shard_of("broken.jpg", 4)].read_text()
+    assert "broken.jpg\t!broken or looping symlink" in text

@@ -71,6 +71,24 @@ def test_adding_photos_reruns_only_their_shard(built):
     assert {"alpha/" + r for r in new} <= set(cache.face_path.tolist())
 
 
+def test_removing_a_photo_reruns_only_its_shard(built):
+    wd, cfg, a, _ = built
+    gone = "deepface/p09/img34.jpg"  # added by the test above
+    listing = wd / f"results/cache/listing/alpha/shard_{shard_of(gone, 2):03d}.tsv"
+    others = {p: p.stat().st_mtime_ns for p in (wd / "results/cache/listing").rglob("*.tsv") if p != listing}
+    assert gone in listing.read_text()
+    (a / gone).unlink()
+    jobs = planned(wd, cfg)
+    assert {w for r, w in jobs if r == "embed_shard"} == {f"source=alpha, shard={shard_of(gone, 2):03d}"}
+    assert gone not in listing.read_text()
+    assert {p: p.stat().st_mtime_ns for p in others} == others  # the other shards' listings are untouched
+    snakemake(wd, cfg)
+    summary = json.loads((wd / f"results/cache/shards/alpha/shard_{shard_of(gone, 2):03d}.json").read_text())
+    assert summary["removed"] == 1 and summary["embedded"] == 0
+    assert "alpha/" + gone not in set(FaceCache.load(wd / "results/cache/faces.npz").face_path.tolist())
+    assert planned(wd, cfg) == []
+
+
 def test_threshold_free_settings_do_not_rerun_embed(built):
     wd, cfg, _, _ = built
     data = yaml.safe_load(cfg.read_text())
