@@ -125,24 +125,29 @@ def nothing_to_do(output: str) -> bool:
     return "Nothing to be done" in output
 
 
-def read_benchmark_tsvs(results: Path) -> dict[str, list[float]]:
-    """results/benchmarks/**.tsv -> rule name -> wall seconds (the `s` column) of each job."""
-    out: dict[str, list[float]] = {}
+def benchmark_rows(results: Path) -> dict[str, list[dict[str, str]]]:
+    """results/benchmarks/<rule>.tsv or <rule>/*.tsv -> rule name -> one {column: value} per job."""
+    out: dict[str, list[dict[str, str]]] = {}
     root = results / "benchmarks"
     for tsv in sorted(root.rglob("*.tsv")):
         rel = tsv.relative_to(root)
         rule = rel.parts[0] if len(rel.parts) > 1 else tsv.stem
-        lines = tsv.read_text().splitlines()
-        if len(lines) < 2:
-            continue
-        head = lines[0].split("\t")
-        for row in lines[1:]:
-            vals = row.split("\t")
-            try:
-                out.setdefault(rule, []).append(float(vals[head.index("s")]))
-            except (ValueError, IndexError):
-                pass
+        head, *rows = tsv.read_text().splitlines() or [""]
+        out.setdefault(rule, []).extend(dict(zip(head.split("\t"), row.split("\t"))) for row in rows)
     return out
+
+
+def _num(value: str | None) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_benchmark_tsvs(results: Path) -> dict[str, list[float]]:
+    """rule name -> wall seconds (the `s` column) of each job."""
+    return {rule: [v for v in (_num(r.get("s")) for r in rows) if v is not None]
+            for rule, rows in benchmark_rows(results).items()}
 
 
 def shard_summaries(results: Path, source: str) -> list[dict]:

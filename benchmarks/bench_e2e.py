@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 import bench_embed
-from bench_dag import planned_jobs, run_snakemake, write_overlay
+from bench_dag import _num, benchmark_rows, planned_jobs, run_snakemake, write_overlay
 
 TARGET_NON_INFERENCE = 0.30
 SOURCE = "photos"
@@ -54,27 +54,12 @@ SOURCE = "photos"
 # --------------------------------------------------------------------------- per-stage figures
 
 def read_tsvs(results: Path) -> dict[str, dict]:
-    """rule -> jobs, summed s and cpu_time, max s (results/benchmarks/<rule>.tsv or <rule>/*.tsv)."""
+    """rule -> jobs, summed s and cpu_time, max s."""
     out: dict[str, dict] = {}
-    root = results / "benchmarks"
-    for tsv in sorted(root.rglob("*.tsv")):
-        rel = tsv.relative_to(root)
-        rule = rel.parts[0] if len(rel.parts) > 1 else tsv.stem
-        lines = tsv.read_text().splitlines()
-        if len(lines) < 2:
-            continue
-        head = lines[0].split("\t")
-        for row in lines[1:]:
-            vals = dict(zip(head, row.split("\t")))
-            d = out.setdefault(rule, {"jobs": 0, "s": 0.0, "cpu": 0.0, "max_s": 0.0})
-            d["jobs"] += 1
-            s = float(vals.get("s", "nan"))
-            d["s"] += s
-            d["max_s"] = max(d["max_s"], s)
-            try:
-                d["cpu"] += float(vals.get("cpu_time", "nan"))
-            except ValueError:
-                pass
+    for rule, rows in benchmark_rows(results).items():
+        secs = [v for v in (_num(r.get("s")) for r in rows) if v is not None]
+        cpu = [v for v in (_num(r.get("cpu_time")) for r in rows) if v is not None]
+        out[rule] = {"jobs": len(rows), "s": sum(secs), "cpu": sum(cpu), "max_s": max(secs, default=0.0)}
     return out
 
 

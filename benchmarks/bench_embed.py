@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"facesets    (embed_source):                  {ips_ours:7.2f} images/s  ({ours['wall']:.2f}s, "
           f"cpu {ours['cpu']:.2f}s; summed over {cfg['embed']['io_threads']} workers: read+hash+decode "
           f"{ours['t_decode']:.2f}s, detect+embed {ours['t_infer']:.2f}s incl. {ours['redecodes']} larger "
-          f"decode(s) for small faces)")
+          f"decode(s) for small faces or borderline detections)")
     print(f"speed ratio: {ratio:.2f}x   (target >= {TARGET_RATIO:g}x; fastest of {args.rounds} alternating round(s))")
     print(f"faces: plain {cmp_['ref_faces']}, facesets {cmp_['other_faces']}, matched {cmp_['matched']}, "
           f"lost {len(cmp_['lost'])}, extra {len(cmp_['extra'])}")

@@ -63,6 +63,9 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def take(self, keep: np.ndarray) -> "Detections":
+        return Detections(self.bboxes[keep], self.scores[keep], self.kps[keep])
+
     def scaled(self, s: float) -> "Detections":
         return Detections(self.bboxes * s, self.scores, self.kps * s)
 

@@ -10,7 +10,7 @@ from facesets.engine import ENGINE_REVISION
 
 EMBED_SETTINGS = {
     "model": {k: config["model"][k] for k in ("pack", "det_size", "det_thresh")},
-    "embed": {k: config["embed"][k] for k in ("decode_long_side", "rec_min_face", "max_image_pixels", "extensions")},
+    "embed": {k: config["embed"][k] for k in ("decode_long_side", "rec_min_face", "det_recheck_margin", "max_image_pixels", "extensions")},
 }
 
 

@@ -234,3 +234,56 @@ def test_shard_listings_change_only_where_the_tree_changed(tmp_path):
             assert p.stat().st_mtime_ns == before[p] and p.read_text() == texts[p], p.name
     text = paths[scan.shard_of("broken.jpg", 4)].read_text()
     assert "broken.jpg\t!broken or looping symlink" in text
+
+
+class _ScoreByScale:
+    """A stand-in engine whose detection score depends on the decode scale, like a face at the threshold."""
+
+    det_thresh = 0.5
+
+    def __init__(self, reduced_score: float, full_score: float, full_width: int):
+        self.scores = {"reduced": reduced_score, "full": full_score}
+        self.full_width = full_width
+        self.seen: list[str] = []
+
+    def detect(self, bgr, det_size=None, det_thresh=None):
+        from facesets.engine import Detections
+
+        kind = "full" if bgr.shape[1] == self.full_width else "reduced"
+        self.seen.append(kind)
+        score = self.scores[kind]
+        w = bgr.shape[1]
+        if score < (self.det_thresh if det_thresh is None else det_thresh):
+            return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
+        box = np.array([[w * 0.3, w * 0.2, w * 0.6, w * 0.55]], np.float32)
+        kps = np.tile(box[:, None, :2], (1, 5, 1)) + np.float32(w * 0.1)
+        return Detections(box, np.array([score], np.float32), kps)
+
+    def embed(self, bgr, kps):
+        return np.ones((len(kps), 8), np.float32)
+
+
+@pytest.mark.parametrize("reduced,full,expect_full,expect_faces", [
+    (0.51, 0.49, True, 0),   # borderline on the reduced decode: the full-size photo decides (no face)
+    (0.49, 0.51, True, 1),   # borderline the other way: the face the reduced decode missed is kept
+    (0.80, 0.80, False, 1),  # clear-cut: the reduced decode alone
+    (0.20, 0.20, False, 0),
+])
+def test_borderline_detections_are_decided_at_full_size(tmp_path, reduced, full, expect_full, expect_faces):
+    from facesets.embed import Embedder, _read
+
+    rng = np.random.default_rng(0)
+    big = (rng.random((1500, 2000, 3)) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(big).save(buf, "JPEG", quality=80)
+    (tmp_path / "big.jpg").write_bytes(buf.getvalue())
+    cfg = test_config()["embed"]
+    assert cfg["decode_long_side"] * 2 <= 2000 and cfg["det_recheck_margin"] >= 0.01
+    r = _read(tmp_path, "big.jpg", set(), cfg)
+    assert r.decoded.scale > 1  # the cheap path was taken first
+    fake = _ScoreByScale(reduced, full, full_width=2000)
+    info, rows = Embedder(fake, cfg, "sig").faces_of(r)
+    assert ("full" in fake.seen) == expect_full
+    assert info["n_faces"] == expect_faces == len(rows["sha256"])
+    if expect_faces:  # the boxes are in full-size pixels whichever decode found them
+        assert 550 < rows["bbox"][0][0] < 650
