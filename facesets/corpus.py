@@ -6,6 +6,8 @@
   _merged/, _thin/) and which crops are dropped (faces/_dropped/) -- and moves files until the corpus
   matches, in either direction, so changed thresholds bring back what the new config keeps. Bundles
   are re-zipped only where membership changed; the old bundle and manifest are kept as backups.
+  Whether they changed is decided on CRC-32s of the member PNGs, which a stat-keyed ledger
+  (.curation/png_ledger.json) remembers so that an unchanged PNG is not read again.
 - Every operation is written to the journal (fsync) before it happens; `undo` replays the "apply"
   entries backwards, which restores the corpus byte for byte. Nothing is deleted: files an apply
   created are moved into .curation/undone/ by undo.
@@ -18,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -32,6 +35,10 @@ log = logging.getLogger(__name__)
 QUARANTINES = ("_masked", "_merged", "_thin")
 CURATION = ".curation"
 MANIFEST = "manifest.json"
+PNG_LEDGER = "png_ledger.json"
+# a file whose ctime is this close to the moment it was read could be rewritten within the same
+# timestamp tick (coarse kernel clocks, 2 s on FAT) without its stat changing: such entries are not kept
+RACY_NS = 2_000_000_000
 
 
 class CorpusLocked(RuntimeError):
@@ -261,6 +268,62 @@ def sync(export_dir: Path, corpus: Path, inv: Inventory, journal: Journal, run: 
     return ops.count
 
 
+# ---------------------------------------------------------------- CRC ledger of member PNGs
+def _crc32(path: Path) -> int:
+    return zlib.crc32(path.read_bytes()) & 0xFFFFFFFF
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    # ctime and inode too: an in-place edit that restores the mtime, or a file replaced by a rename,
+    # still changes the key; a move between folders changes the ctime and costs one more read
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+class CrcLedger:
+    """CRC-32 per corpus PNG, trusted only while the file's stat is the one it was read with.
+
+    It is a cache and nothing else: the bundles are still compared with their own zip CRCs, so an
+    entry that is stale, missing or unreadable only costs one more read of that file.
+    """
+
+    def __init__(self, corpus: Path):
+        self.corpus = corpus
+        self.path = corpus / CURATION / PNG_LEDGER
+        self.known = self._load()
+        self.keep: dict[str, list[int]] = {}  # what the next run may trust
+        self.this_run: dict[str, int] = {}  # a PNG is in the top-N and the all bundle: one look each run
+        self.reads = 0
+
+    def _load(self) -> dict[str, list[int]]:
+        try:
+            data = atomic.read_json(self.path)
+        except (OSError, ValueError):
+            return {}
+        files = data.get("files") if isinstance(data, dict) and data.get("version") == 1 else None
+        return files if isinstance(files, dict) else {}
+
+    def crc(self, rel: str) -> int:
+        if rel in self.this_run:
+            return self.this_run[rel]
+        path = self.corpus / rel
+        key = _stat_key(os.stat(path))  # before the read: a change after it shows as a different key
+        old = self.known.get(rel)
+        if isinstance(old, list) and len(old) == 5 and old[:4] == key:
+            crc = old[4]
+        else:
+            crc = _crc32(path)
+            self.reads += 1
+        if time.time_ns() - key[2] >= RACY_NS:
+            self.keep[rel] = key + [crc]
+        self.this_run[rel] = crc
+        return crc
+
+    def save(self) -> None:
+        """Keep exactly the files looked at this run; write only when that differs from what is on disk."""
+        if self.keep != self.known:
+            atomic.write_json(self.path, {"version": 1, "files": self.keep}, indent=None)
+
+
 # ---------------------------------------------------------------- apply / undo
 def _bundle_digest(path: Path) -> list[tuple[str, int]] | None:
     if not path.is_file():
@@ -318,27 +381,37 @@ def apply(export_dir: str | Path, corpus_dir: str | Path, plans: list[dict], con
                     ops.move(active, dropped)
                 elif (f, c.name) not in want.dropped and (corpus / dropped).exists():
                     ops.move(dropped, active)
-        # 3. re-zip the bundles of active facesets whose membership changed
-        rezipped = []
-        for f in inv.facesets:
-            if want.location[f] != "":
-                continue
-            members = want.members(inv, f)
-            files = [(f"{r:04d}_{c.name}", corpus / _fdir(want.location[c.faceset], c.faceset) / "faces" / c.name)
-                     for r, c in enumerate(members, 1)]
-            for label, chosen in ((f"top{inv.top_n}", files[:inv.top_n]), ("all", files)):
-                path = inv.bundle(f, label)
-                want_digest = [(n, zlib.crc32(src.read_bytes()) & 0xFFFFFFFF) for n, src in chosen]
-                if chosen and _bundle_digest(corpus / path) != want_digest:
-                    ops.replace(path, lambda p, ch=chosen: write_fsz(p, ch))
-                    rezipped.append(path)
+        rezipped, png_reads = _rezip(corpus, inv, want, ops)
         after = counts(inv, want)
         manifest = _manifest(inv, want, previous, plans, config_used, before, after, run)
         if ops.count or previous is None or _strip_volatile(previous) != _strip_volatile(manifest):
             ops.replace(MANIFEST, lambda p: atomic.write_json(p, manifest))
-        stats = {"run": run, "synced": synced, "operations": ops.count, "rezipped": rezipped, "counts": after}
+        stats = {"run": run, "synced": synced, "operations": ops.count, "rezipped": rezipped,
+                 "png_reads": png_reads, "counts": after}
         log.info("apply: %s", stats)
         return stats
+
+
+def _rezip(corpus: Path, inv: Inventory, want: Desired, ops: Ops) -> tuple[list[str], int]:
+    """Re-zip the bundles of active facesets whose members (names or bytes) differ from the zip's;
+    returns them and how many PNGs had to be read for that."""
+    ledger = CrcLedger(corpus)
+    rezipped = []
+    for f in inv.facesets:
+        if want.location[f] != "":
+            continue
+        files = [(f"{r:04d}_{c.name}", f"{_fdir(want.location[c.faceset], c.faceset)}/faces/{c.name}")
+                 for r, c in enumerate(want.members(inv, f), 1)]
+        for label, chosen in ((f"top{inv.top_n}", files[:inv.top_n]), ("all", files)):
+            path = inv.bundle(f, label)
+            want_digest = [(n, ledger.crc(rel)) for n, rel in chosen]
+            if chosen and _bundle_digest(corpus / path) != want_digest:
+                members = [(n, corpus / rel) for n, rel in chosen]
+                ops.replace(path, lambda p, ch=members: write_fsz(p, ch))
+                rezipped.append(path)
+    # after every bundle is in place; a kill before this only leaves an older ledger, i.e. more reads
+    ledger.save()
+    return rezipped, ledger.reads
 
 
 def _observed_counts(corpus: Path, inv: Inventory) -> dict:

@@ -35,8 +35,16 @@ def roop_frame(bbox: np.ndarray, pad_ratio: float) -> Frame:
     return Frame(cx - side / 2, cy - side / 2, side)
 
 
+def dct_reduction(bboxes: list[np.ndarray], pad_ratio: float, out_size: int) -> int:
+    """The largest JPEG DCT reduction (1/2, 1/4, 1/8) after which every crop frame of the photo still
+    spans >= out_size pixels, i.e. the resize to out_size still only shrinks; 1 = decode full size."""
+    smallest = min(roop_frame(b, pad_ratio).side for b in bboxes)
+    return next((r for r in (8, 4, 2) if smallest >= r * out_size), 1)
+
+
 def render(bgr: np.ndarray, frame: Frame, out_size: int, mask_boxes: list[np.ndarray] = ()) -> np.ndarray:
-    """Cut the frame from the full-size image (black outside it) and resize to out_size x out_size."""
+    """Cut the frame from the image (black outside it) and resize to out_size x out_size; frame and
+    boxes are in the image's own pixels."""
     h, w = bgr.shape[:2]
     x0, y0 = int(np.floor(frame.x)), int(np.floor(frame.y))
     side = int(np.ceil(frame.side))

@@ -2,9 +2,11 @@
 
 Two steps, so that changing `top_n` rewrites only bundles and manifests:
 - crops (`export_crops`): tight outlier gate -> export size gate -> composite quality rank -> collapse
-  of near-duplicate shots -> one roop-framed PNG per face, cut from the full-size source and kept only
-  if re-detection finds exactly that one face. Writes `crops.json`. A crop whose inputs did not change
-  is not rendered again.
+  of near-duplicate shots -> one roop-framed PNG per face, cut from the source and kept only if
+  re-detection finds exactly that one face. Writes `crops.json`. A crop whose inputs did not change
+  is not rendered again. A JPEG whose crop frames are all >= 2x out_size is decoded by libjpeg's DCT
+  scaling (as small as keeps every frame >= out_size): the crops are still only ever shrunk, at a
+  fraction of the decode time.
 - bundles (`export_bundles`): `<faceset>_top<N>.fsz`, `<faceset>_all.fsz`, the per-faceset
   `manifest.json` and the canonical `manifest.json`. A bundle whose content did not change is not rewritten.
 """
@@ -15,6 +17,7 @@ import hashlib
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -24,7 +27,7 @@ from tqdm import tqdm
 from . import __version__, atomic, imageio, quality
 from . import identities as ids
 from .cache import FaceCache
-from .crops import make_crop
+from .crops import dct_reduction, make_crop
 from .fsz import write_fsz
 from .neighbors import components, similar_pairs
 
@@ -99,8 +102,72 @@ def select(cache: FaceCache, idx: list[int], comp: np.ndarray, p: dict) -> tuple
     return kept, excluded
 
 
-def _read_source(cache: FaceCache, path: str, sha: str, max_pixels: int, aliases: list[str]):
-    """Decode the photo at full size, from its canonical path or any alias that still has the bytes."""
+@dataclass
+class Source:
+    """A photo decoded for cropping, upright, at 1/scale of its full size. Boxes are in full-size
+    upright pixels; `offset` is the margin, in those pixels, that libjpeg's partial last block puts
+    on the left / top once the reduced image is turned upright."""
+    bgr: np.ndarray
+    scale: int = 1
+    offset: tuple[float, float] = (0.0, 0.0)
+
+    def to_image(self, box: np.ndarray) -> np.ndarray:
+        if self.scale == 1 and self.offset == (0.0, 0.0):
+            return box  # as it is: a full-size decode renders exactly what it always rendered
+        ox, oy = self.offset
+        return (np.asarray(box[:4], np.float64) + (ox, oy, ox, oy)) / self.scale
+
+
+def _upright_offset(orient: int, pad: tuple[int, int]) -> tuple[float, float]:
+    """The reduced image covers the stored one padded by `pad` (x, y) source pixels on the right and
+    bottom; after the EXIF turn that padding may sit on the left or top and shift every coordinate.
+    Found by turning a marked corner with the very operation imageio applies, so the two cannot drift."""
+    if orient not in imageio._UPRIGHT:
+        return 0.0, 0.0
+    corner = np.zeros((2, 2), np.uint8)
+    corner[0, 0] = 1  # the stored image's top-left: the corner without padding
+    row, col = np.argwhere(imageio._UPRIGHT[orient](corner))[0]
+    px, py = (pad[1], pad[0]) if orient in (5, 6, 7, 8) else pad  # these turns swap the axes
+    return float(px if col else 0), float(py if row else 0)
+
+
+def _decode_reduced(data: bytes, max_pixels: int, reduce: int) -> Source | None:
+    """libjpeg's DCT-scaled decode at 1/reduce (the orientation and colour handling of imageio.decode);
+    None where the photo is not a single-scan JPEG big enough for it."""
+    img = imageio.open_image(data, max_pixels)
+    w, h = img.size
+    if img.format != "JPEG" or min(w, h) < reduce:
+        return None
+    drafted = img.draft("RGB", (w // reduce, h // reduce))
+    if not drafted:
+        return None
+    scale = round(w / drafted[1][2])
+    if not 2 <= scale <= reduce:  # more than asked for would make some crop an upscale
+        return None
+    orient = imageio._orientation(img)
+    img.load()
+    bgr = cv2.cvtColor(imageio._to_rgb8(img), cv2.COLOR_RGB2BGR)
+    if orient in imageio._UPRIGHT:
+        bgr = imageio._UPRIGHT[orient](bgr)
+    pad = (scale * img.size[0] - w, scale * img.size[1] - h)
+    return Source(bgr, scale, _upright_offset(orient, pad))
+
+
+def decode_for_crops(data: bytes, max_pixels: int, reduce: int = 1) -> Source:
+    """The photo upright, reduced by `reduce` where a JPEG allows it, else full size. Any trouble with
+    the reduced decode goes the full-size way, so unreadable files give imageio's skip reasons."""
+    if reduce > 1:
+        try:
+            src = _decode_reduced(data, max_pixels, reduce)
+        except Exception:  # noqa: BLE001 -- the full decode below reports what is wrong
+            src = None
+        if src is not None:
+            return src
+    return Source(imageio.decode(data, max_pixels=max_pixels, long_side=0).bgr)
+
+
+def _read_source(cache: FaceCache, path: str, sha: str, max_pixels: int, aliases: list[str], reduce: int = 1):
+    """Decode the photo, from its canonical path or any alias that still has the bytes."""
     last = "source missing"
     for loc in [path, *aliases]:
         try:
@@ -112,7 +179,7 @@ def _read_source(cache: FaceCache, path: str, sha: str, max_pixels: int, aliases
             last = "source changed since embed"
             continue
         try:
-            return imageio.decode(data, max_pixels=max_pixels, long_side=0), None
+            return decode_for_crops(data, max_pixels, reduce), None
         except imageio.ImageSkip as exc:
             last = exc.reason
     return None, last
@@ -125,9 +192,11 @@ def _sig(obj) -> str:
 def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_dir: str | Path, params: dict,
                  checks: list[list[float]], engine_factory, enrich_path=None, singletons: list[str] | None = None,
                  max_pixels: int = 250_000_000, io_threads: int = 3, progress: bool = False,
-                 meta: dict[str, dict] | None = None) -> dict:
+                 meta: dict[str, dict] | None = None, reduced_decode: bool = True) -> dict:
     """`meta` per identity (optional): bundle_prefix (bundles named after a label instead of the
-    faceset), markers ({file name: text} written beside the bundles), thin (writes THIN.txt)."""
+    faceset), markers ({file name: text} written beside the bundles), thin (writes THIN.txt).
+    `reduced_decode=False` decodes every photo at full size (the reference the reduced decode is
+    measured and tested against)."""
     out_dir = Path(out_dir)
     atomic.sweep_temps(out_dir)  # a killed earlier run's half-written crops or bundles
     p = {k: params[k] for k in CROP_KEYS}
@@ -186,21 +255,23 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
     def work(job):
         path, need = job
         sha = f["sha256"][need[0][1]]
-        dec, why = _read_source(cache, path, sha, max_pixels, alias_map.get(path, []))
-        return path, need, dec, why
+        reduce = dct_reduction([f["bbox"][i] for _, i, _, _ in need], p["pad_ratio"], p["out_size"]) \
+            if reduced_decode else 1
+        src, why = _read_source(cache, path, sha, max_pixels, alias_map.get(path, []), reduce)
+        return path, need, src, why
 
     bar = tqdm(total=sum(len(n) for _, n in todo), desc="export crops", unit="crop", disable=not progress)
     with ThreadPoolExecutor(max_workers=io_threads) as pool:
-        for path, need, dec, why in pool.map(work, todo):
+        for path, need, src, why in pool.map(work, todo):
             for name, i, png, sig in need:
                 rel = str(png.relative_to(out_dir))
                 entry = {"sig": sig, "problem": None, "masked": False}
-                if dec is None:
+                if src is None:
                     entry["problem"] = why
                 else:
-                    others = [f["bbox"][j] for j in by_sha[f["sha256"][i]] if j != i]
-                    crop, problem, masked = make_crop(engine, dec.bgr, f["bbox"][i], others, p["pad_ratio"],
-                                                      p["out_size"], checks)
+                    others = [src.to_image(f["bbox"][j]) for j in by_sha[f["sha256"][i]] if j != i]
+                    crop, problem, masked = make_crop(engine, src.bgr, src.to_image(f["bbox"][i]), others,
+                                                      p["pad_ratio"], p["out_size"], checks)
                     if crop is None:
                         entry["problem"] = f"one-face check: {problem}"
                     else:

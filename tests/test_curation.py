@@ -240,3 +240,94 @@ def test_clip_worker_real_open_clip_random_weights(world, tmp_path):
         assert set(v) == {"mask", "sunglasses", "neutral"} and abs(sum(v.values()) - 1) < 1e-3
     plan = P.plan_occlusion(inventory(world["export"]), res, CUR["occlusion"])
     assert plan["pass"] == "occlusion" and "skipped" not in plan
+
+
+# ---------------------------------------------------------------- the CRC ledger behind the re-zip decision
+def _count_png_reads(monkeypatch) -> list:
+    reads = []
+    real = corpus._crc32
+    monkeypatch.setattr(corpus, "_crc32", lambda p: reads.append(p) or real(p))
+    return reads
+
+
+def _fresh_files_count_as_settled(monkeypatch):
+    # every PNG here was written a moment ago, which the ledger would otherwise not trust yet
+    monkeypatch.setattr(corpus, "RACY_NS", 0)
+
+
+def test_noop_reapply_reads_no_png(world, tmp_path, monkeypatch):
+    _fresh_files_count_as_settled(monkeypatch)
+    corp = tmp_path / "corpus"
+    plans = _all_plans(world)
+    first = corpus.apply(world["export"], corp, plans)
+    assert first["png_reads"] > 0
+    reads = _count_png_reads(monkeypatch)
+    again = corpus.apply(world["export"], corp, plans)
+    assert again["operations"] == 0 and again["rezipped"] == []
+    assert reads == [] and again["png_reads"] == 0
+
+
+def test_files_changed_just_before_their_read_are_read_again(world, tmp_path, monkeypatch):
+    # a rewrite within the same timestamp tick could keep the stat: such files must not be trusted yet
+    monkeypatch.setattr(corpus, "RACY_NS", 3600 * 10**9)  # every file here changed less than that ago
+    corp = tmp_path / "corpus"
+    corpus.apply(world["export"], corp, [])
+    reads = _count_png_reads(monkeypatch)
+    assert corpus.apply(world["export"], corp, [])["rezipped"] == []
+    assert len(reads) == sum(len(c) for c in inventory(world["export"]).facesets.values())
+
+
+def _member_bytes(bundle, crop_name):
+    import zipfile
+
+    with zipfile.ZipFile(bundle) as zf:
+        return next(zf.read(n) for n in zf.namelist() if n.endswith(crop_name))
+
+
+@pytest.mark.parametrize("how", ["in place, mtime restored", "renamed over, mtime restored"])
+def test_member_changed_without_new_size_or_mtime_is_rezipped(world, tmp_path, monkeypatch, how):
+    _fresh_files_count_as_settled(monkeypatch)
+    export = tmp_path / "export"
+    shutil.copytree(world["export"], export)  # the corpus hard-links the export: edit a private copy
+    corp = tmp_path / "corpus"
+    corpus.apply(export, corp, [])
+    png = min((corp / "faceset_003/faces").glob("*.png"))
+    st = png.stat()
+    data = bytearray(png.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    if how.startswith("in place"):
+        with open(png, "r+b") as fh:
+            fh.write(data)
+    else:
+        tmp = png.with_name("new.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(png)
+    import os
+    os.utime(png, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (png.stat().st_size, png.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    stats = corpus.apply(export, corp, [])
+    assert set(stats["rezipped"]) == {"faceset_003/faceset_003_top30.fsz", "faceset_003/faceset_003_all.fsz"}
+    assert stats["png_reads"] >= 1
+    for b in stats["rezipped"]:
+        assert _member_bytes(corp / b, png.name) == bytes(data)
+    assert corpus.apply(export, corp, [])["rezipped"] == []
+
+
+def test_stale_or_broken_ledger_costs_reads_not_decisions(world, tmp_path, monkeypatch):
+    """A kill between a re-zip and the ledger write leaves the older ledger behind."""
+    _fresh_files_count_as_settled(monkeypatch)
+    export = tmp_path / "export"
+    shutil.copytree(world["export"], export)
+    corp = tmp_path / "corpus"
+    corpus.apply(export, corp, [])
+    ledger = corp / corpus.CURATION / corpus.PNG_LEDGER
+    older = ledger.read_bytes()
+    png = min((corp / "faceset_001/faces").glob("*.png"))
+    png.write_bytes(png.read_bytes() + b"\0")  # changed: its bundles are re-zipped ...
+    assert len(corpus.apply(export, corp, [])["rezipped"]) == 2
+    ledger.write_bytes(older)  # ... and the ledger that said so is lost
+    stats = corpus.apply(export, corp, [])
+    assert stats["rezipped"] == [] and stats["png_reads"] == 1
+    ledger.write_text("{not json")
+    stats = corpus.apply(export, corp, [])
+    assert stats["rezipped"] == [] and stats["png_reads"] == sum(len(c) for c in inventory(export).facesets.values())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from conftest import copy_photos, needs_shared, test_config
+from conftest import FACES, copy_photos, needs_shared, test_config
 from facesets import cluster_stage, refine
 from facesets.cache import FaceCache
 from facesets.export import export_bundles, export_crops
@@ -194,3 +194,94 @@ def test_verify_cli_exit_code(tmp_path, exported):
     with zipfile.ZipFile(bad, "a") as zf:
         zf.writestr("notes.txt", "x")
     assert main(["verify-fsz", str(bad), "--model-pack", str(PACK), "--quiet"]) == 1
+
+
+# ---------------------------------------------------------------- reduced-scale decode of the source photos
+# stored pixels for each EXIF orientation: the inverse of the turn a viewer applies
+_STORED = {1: lambda a: a, 2: lambda a: cv2.flip(a, 1), 3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+           4: lambda a: cv2.flip(a, 0), 5: cv2.transpose, 6: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+           7: lambda a: cv2.flip(cv2.transpose(a), -1), 8: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE)}
+
+
+def _jpeg(upright: np.ndarray, orientation: int) -> bytes:
+    import io
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    rgb = cv2.cvtColor(_STORED[orientation](upright), cv2.COLOR_BGR2RGB)
+    Image.fromarray(rgb).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def _mad(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def test_libjpeg_padding_lands_where_each_orientation_turns_it():
+    from facesets.export import _upright_offset
+
+    pw, ph = 1, 3  # right and bottom of the stored image
+    expected = {1: (0, 0), 2: (pw, 0), 3: (pw, ph), 4: (0, ph), 5: (0, 0), 6: (ph, 0), 7: (ph, pw), 8: (0, pw)}
+    assert {o: _upright_offset(o, (pw, ph)) for o in expected} == expected
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_reduced_decode_crop_matches_full_decode(orientation, engine):
+    from facesets.crops import dct_reduction, render, roop_frame
+    from facesets.export import decode_for_crops
+
+    photo = cv2.imread(str(FACES / "deepface/p01/img4.jpg"))  # one face, frame ~1700 px
+    upright = np.ascontiguousarray(photo[:1723, :2493])  # no side a multiple of the 8 px DCT block
+    box = engine.detect(upright).bboxes[0]
+    assert dct_reduction([box], 0.5, 512) == 2
+    data = _jpeg(upright, orientation)
+    full, reduced = decode_for_crops(data, 10**9), decode_for_crops(data, 10**9, 2)
+    assert full.bgr.shape == upright.shape and reduced.scale == 2
+    # both stored sides are odd: libjpeg's last reduced pixel reaches 1 px past the right and the bottom
+    assert reduced.offset == {1: (0, 0), 2: (1, 0), 3: (1, 1), 4: (0, 1), 5: (0, 0), 6: (1, 0), 7: (1, 1),
+                              8: (0, 1)}[orientation]
+    a = render(full.bgr, roop_frame(box, 0.5), 512)
+    b = render(reduced.bgr, roop_frame(reduced.to_image(box), 0.5), 512)
+    assert a.shape == b.shape == (512, 512, 3) and a.dtype == b.dtype == np.uint8
+    assert _mad(a, b) < 2.5, orientation
+
+
+def test_export_with_reduced_decode_matches_full_decode(tmp_path, engine, monkeypatch):
+    from facesets import export as fx
+    from facesets.crops import dct_reduction
+    from facesets.embed import embed_source
+
+    src = tmp_path / "src"
+    copy_photos(src, ["deepface/p01/img1.jpg", "deepface/p03/img49.jpg", "deepface/p04/img3.jpg",
+                      "deepface/p04/img54.jpg"])  # frames >= 2x, >= 4x the crop; a small bystander in img54
+    turned = cv2.imread(str(FACES / "deepface/p01/img7.jpg"))[:2045, :1361]
+    (src / "turned.jpg").write_bytes(_jpeg(np.ascontiguousarray(turned), 6))
+    embed_source(src, tmp_path / "store", "r", test_config(), lambda: engine, progress=False)
+    FaceCache.load(tmp_path / "store").save(tmp_path / "faces.npz")
+    cache = FaceCache.load(tmp_path / "faces.npz")
+    ex = dict(test_config()["export"], outlier_threshold=2.0, min_face_short=0, dup_similarity=1.01)
+    by_photo = {}
+    for i, p in enumerate(cache.face_path.tolist()):
+        by_photo.setdefault(p, []).append(cache.faces["bbox"][i])
+    reductions = {p: dct_reduction(b, ex["pad_ratio"], ex["out_size"]) for p, b in by_photo.items()}
+    assert {2, 4} <= set(reductions.values()) and reductions["r/turned.jpg"] > 1 and 1 in reductions.values()
+    ident = {"faceset_001": cache.face_keys()}
+    decoded_at = {False: [], True: []}
+    real = fx._decode_reduced
+    out = {}
+    for mode in (False, True):
+        monkeypatch.setattr(fx, "_decode_reduced", lambda d, m, r, mode=mode: decoded_at[mode].append(r) or real(d, m, r))
+        out[mode] = export_crops(tmp_path / "faces.npz", ident, tmp_path / f"out-{mode}", ex, CHECKS, lambda: engine,
+                                 reduced_decode=mode)
+    assert decoded_at[False] == [] and sorted(decoded_at[True]) == sorted(r for r in reductions.values() if r > 1)
+    full, reduced = (out[m]["facesets"]["faceset_001"] for m in (False, True))
+    assert [m["key"] for m in reduced["members"]] == [m["key"] for m in full["members"]]
+    assert len(full["members"]) >= 5
+    for m in full["members"]:
+        a = cv2.imread(str(tmp_path / "out-False" / m["crop"]), cv2.IMREAD_UNCHANGED)
+        b = cv2.imread(str(tmp_path / "out-True" / m["crop"]), cv2.IMREAD_UNCHANGED)
+        assert a.shape == b.shape == (512, 512, 3) and a.dtype == b.dtype == np.uint8
+        assert _mad(a, b) < 4.0, (m["path"], _mad(a, b))  # a 1 px shift of the same crop costs about 3.5
+    export_bundles(tmp_path / "out-True", 30)
+    assert verify([tmp_path / "out-True"], engine, CHECKS) == []
