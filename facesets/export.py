@@ -122,11 +122,11 @@ def _upright_offset(orient: int, pad: tuple[int, int]) -> tuple[float, float]:
     """The reduced image covers the stored one padded by `pad` (x, y) source pixels on the right and
     bottom; after the EXIF turn that padding may sit on the left or top and shift every coordinate.
     Found by turning a marked corner with the very operation imageio applies, so the two cannot drift."""
-    if orient not in imageio._UPRIGHT:
+    if orient not in imageio.UPRIGHT:
         return 0.0, 0.0
     corner = np.zeros((2, 2), np.uint8)
     corner[0, 0] = 1  # the stored image's top-left: the corner without padding
-    row, col = np.argwhere(imageio._UPRIGHT[orient](corner))[0]
+    row, col = np.argwhere(imageio.UPRIGHT[orient](corner))[0]
     px, py = (pad[1], pad[0]) if orient in (5, 6, 7, 8) else pad  # these turns swap the axes
     return float(px if col else 0), float(py if row else 0)
 
@@ -144,11 +144,11 @@ def _decode_reduced(data: bytes, max_pixels: int, reduce: int) -> Source | None:
     scale = round(w / drafted[1][2])
     if not 2 <= scale <= reduce:  # more than asked for would make some crop an upscale
         return None
-    orient = imageio._orientation(img)
+    orient = imageio.orientation(img)
     img.load()
-    bgr = cv2.cvtColor(imageio._to_rgb8(img), cv2.COLOR_RGB2BGR)
-    if orient in imageio._UPRIGHT:
-        bgr = imageio._UPRIGHT[orient](bgr)
+    bgr = cv2.cvtColor(imageio.to_rgb8(img), cv2.COLOR_RGB2BGR)
+    if orient in imageio.UPRIGHT:
+        bgr = imageio.UPRIGHT[orient](bgr)
     pad = (scale * img.size[0] - w, scale * img.size[1] - h)
     return Source(bgr, scale, _upright_offset(orient, pad))
 

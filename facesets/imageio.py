@@ -61,7 +61,7 @@ def _exif_datetime(img: Image.Image) -> str | None:
     return None
 
 
-def _orientation(img: Image.Image) -> int:
+def orientation(img: Image.Image) -> int:
     try:
         return int(img.getexif().get(ORIENTATION, 1) or 1)
     except Exception:
@@ -70,7 +70,7 @@ def _orientation(img: Image.Image) -> int:
 
 # EXIF orientation -> the cv2 operation that turns the stored pixels upright: the same pixels as
 # ImageOps.exif_transpose, done on the final BGR array (~1.5x faster than transposing Pillow's image)
-_UPRIGHT = {
+UPRIGHT = {
     2: lambda a: cv2.flip(a, 1),
     3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
     4: lambda a: cv2.flip(a, 0),
@@ -81,7 +81,7 @@ _UPRIGHT = {
 }
 
 
-def _to_rgb8(img: Image.Image) -> np.ndarray:
+def to_rgb8(img: Image.Image) -> np.ndarray:
     """Any Pillow mode to 8-bit RGB: 16-bit scaled down, alpha dropped (as roop does), CMYK converted."""
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -127,7 +127,7 @@ def decode(data: bytes, *, max_pixels: int, long_side: int = 0) -> Decoded:
     """
     img = open_image(data, max_pixels)
     full_w, full_h = img.size
-    orient = _orientation(img)
+    orient = orientation(img)
     exif_dt = _exif_datetime(img)
     if long_side and img.format == "JPEG" and max(full_w, full_h) >= 2 * long_side:
         ratio = max(full_w, full_h) / long_side
@@ -136,7 +136,7 @@ def decode(data: bytes, *, max_pixels: int, long_side: int = 0) -> Decoded:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
-            rgb = _to_rgb8(img)
+            rgb = to_rgb8(img)
     except ImageSkip:
         raise
     except OSError as exc:
@@ -147,8 +147,8 @@ def decode(data: bytes, *, max_pixels: int, long_side: int = 0) -> Decoded:
     except Exception as exc:
         raise ImageSkip(f"decode failed: {type(exc).__name__}: {exc}") from None
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # far faster than a reversed-axis copy
-    if orient in _UPRIGHT:
-        bgr = _UPRIGHT[orient](bgr)
+    if orient in UPRIGHT:
+        bgr = UPRIGHT[orient](bgr)
     if orient in (5, 6, 7, 8):
         full_w, full_h = full_h, full_w
     dec_h, dec_w = bgr.shape[:2]
