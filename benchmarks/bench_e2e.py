@@ -34,7 +34,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -159,12 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="another overlay value, e.g. --set embed.shards=4")
     ap.add_argument("--quick", action="store_true", help="12 photos, profile 6: a smoke run")
     ap.add_argument("--skip-pipeline", action="store_true", help="only the in-process inference-share run")
-    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "facesets-bench-e2e"))
-    ap.add_argument("--pool", default=os.path.join(tempfile.gettempdir(), "facesets-bench-embed"),
-                    help="where the generated photos are kept (default: bench_embed's workdir, shared with it)")
-    ap.add_argument("--pack", default=os.environ.get("FACESETS_PACK") or bench_embed.DEFAULT_PACK)
-    ap.add_argument("--data", default=os.environ.get("FACESETS_DATA") or bench_embed.DEFAULT_DATA)
-    ap.add_argument("--json", help="also write the figures to this JSON file")
+    bench_embed.add_common_args(ap, "facesets-bench-e2e", pool=True)
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.profile_n = min(args.n, 12), min(args.profile_n, 6)

@@ -57,6 +57,21 @@ TARGET_RATIO = 3.0
 TARGET_COS = 0.99
 
 
+def add_common_args(ap, workdir: str, pool: bool = False) -> None:
+    """--workdir, --pack, --data and --json, the same in every benchmark (and --pool for those that reuse
+    this benchmark's generated photos)."""
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), workdir),
+                    help="where generated data and runs go (default: %(default)s)")
+    if pool:
+        ap.add_argument("--pool", default=os.path.join(tempfile.gettempdir(), "facesets-bench-embed"),
+                        help="where the generated photos are kept (default: bench_embed's workdir, shared with it)")
+    ap.add_argument("--pack", default=os.environ.get("FACESETS_PACK") or DEFAULT_PACK,
+                    help="model pack folder (default: $FACESETS_PACK or %(default)s)")
+    ap.add_argument("--data", default=os.environ.get("FACESETS_DATA") or DEFAULT_DATA,
+                    help="labelled source photos (default: $FACESETS_DATA or %(default)s)")
+    ap.add_argument("--json", help="also write the figures to this JSON file")
+
+
 # --------------------------------------------------------------------------- library generation
 
 def _source_photos(data: Path) -> list[Path]:
@@ -352,12 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                          "(default 2)")
     ap.add_argument("--no-floor", action="store_true",
                     help="skip the jitter reference (the plain loop against itself on the photos shifted by 2 px)")
-    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "facesets-bench-embed"),
-                    help="where the generated library and the stores go (default: %(default)s)")
-    ap.add_argument("--pack", default=os.environ.get("FACESETS_PACK") or DEFAULT_PACK,
-                    help="model pack folder (default: $FACESETS_PACK or %s)" % DEFAULT_PACK)
-    ap.add_argument("--data", default=os.environ.get("FACESETS_DATA") or DEFAULT_DATA,
-                    help="labelled source photos (default: $FACESETS_DATA or %s)" % DEFAULT_DATA)
+    add_common_args(ap, "facesets-bench-embed")
     ap.add_argument("--quality", type=int, default=92, help="JPEG quality of the generated photos")
     ap.add_argument("--noise", type=float, default=0.0,
                     help="sigma of Gaussian grain added to the generated photos (default 0: plain upscales)")
@@ -369,7 +379,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plain-threads", type=int, default=0, metavar="N",
                     help="experiment: give the plain loop's FaceAnalysis sessions N intra-op threads, no "
                          "spin-waiting; 0 = insightface's defaults (default)")
-    ap.add_argument("--json", help="also write the results to this JSON file")
     ap.add_argument("--check", action="store_true",
                     help=f"exit 1 unless ratio >= {TARGET_RATIO}, min cosine >= {TARGET_COS} and no face is lost")
     args = ap.parse_args(argv)

@@ -43,7 +43,6 @@ import os
 import shutil
 import struct
 import sys
-import tempfile
 import time
 import tracemalloc
 import zlib
@@ -514,12 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds; the fastest counts (default 2)")
     ap.add_argument("--quick", action="store_true", help="8 photos, 8 x 20 PNGs, 3000-face cache, 1 round")
     ap.add_argument("--skip-export", action="store_true", help="curation passes only (seed PNGs from a past run)")
-    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "facesets-bench-export"))
-    ap.add_argument("--pool", default=os.path.join(tempfile.gettempdir(), "facesets-bench-embed"),
-                    help="where the generated photos are kept (default: bench_embed's workdir, shared with it)")
-    ap.add_argument("--pack", default=os.environ.get("FACESETS_PACK") or bench_embed.DEFAULT_PACK)
-    ap.add_argument("--data", default=os.environ.get("FACESETS_DATA") or bench_embed.DEFAULT_DATA)
-    ap.add_argument("--json", help="also write the figures to this JSON file")
+    bench_embed.add_common_args(ap, "facesets-bench-export", pool=True)
     args = ap.parse_args(argv)
     if args.quick:
         args.photos, args.facesets, args.crops = min(args.photos, 8), min(args.facesets, 8), min(args.crops, 20)
