@@ -31,12 +31,16 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "wb", **kw) -> Iterator[IO]:
-    """Open a temp file next to `path`; on clean exit it replaces `path` atomically."""
+def atomic_open(path: str | Path, mode: str = "wb", sweep: bool = True, **kw) -> Iterator[IO]:
+    """Open a temp file next to `path`; on clean exit it replaces `path` atomically.
+
+    `sweep=False` where several processes may write the same path at once (each writes whole, identical
+    content): their live temps must not be taken for a killed writer's leftovers.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # a killed earlier write of this same file left its temp behind; one writer per path, so it is ours
-    for stale in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.*.tmp") if sweep else ():
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

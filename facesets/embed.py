@@ -97,8 +97,12 @@ class Embedder:
             return dec, self.engine.detect(dec.bgr)
         det = self.engine.detect(dec.bgr, det_thresh=max(thresh - margin, 1e-3))
         if ((det.scores >= thresh - margin) & (det.scores < thresh + margin)).any():
-            full = imageio.decode(r.data, max_pixels=self.cfg["max_image_pixels"], long_side=0)
-            return full, self.engine.detect(full.bgr)
+            try:
+                full = imageio.decode(r.data, max_pixels=self.cfg["max_image_pixels"], long_side=0)
+            except imageio.ImageSkip as exc:  # e.g. out of memory at full size: the reduced verdict stands
+                log.warning("%s: full-size re-check failed (%s); keeping the reduced decode's faces", r.rel, exc.reason)
+            else:
+                return full, self.engine.detect(full.bgr)
         return dec, det.take(det.scores >= thresh)
 
     def faces_of(self, r: _Read) -> tuple[dict, dict[str, np.ndarray]]:
@@ -116,9 +120,13 @@ class Embedder:
             # the plain full-size loop's as closely as a full decode's do (mean cosine 0.992 vs 0.993).
             need = dec.scale * max(float(short.min()), 1.0) / min_face  # full-size px per decoded px, at most
             long_side = 0 if need <= 1.0 else int(np.ceil(max(dec.width, dec.height) / need))
-            hi = imageio.decode(r.data, max_pixels=self.cfg["max_image_pixels"], long_side=long_side)
-            f = dec.scale / hi.scale
-            img, kps, boxes = hi.bgr, det.kps * f, det.bboxes * f
+            try:
+                hi = imageio.decode(r.data, max_pixels=self.cfg["max_image_pixels"], long_side=long_side)
+            except imageio.ImageSkip as exc:  # e.g. out of memory at full size: embed from what we have
+                log.warning("%s: larger decode failed (%s); embedding from the reduced decode", r.rel, exc.reason)
+            else:
+                f = dec.scale / hi.scale
+                img, kps, boxes = hi.bgr, det.kps * f, det.bboxes * f
         raw = self.engine.embed(img, kps)
         norm = np.linalg.norm(raw, axis=1).astype(np.float32)
         emb = raw / np.maximum(norm, 1e-12)[:, None]
@@ -189,7 +197,12 @@ def _work(root: Path, rel: str, known_shas: set[str], cfg: dict, embedders: _Laz
     """One file's whole job in a worker thread: read, hash, decode, detect, embed."""
     r = _read(root, rel, known_shas, cfg)
     if r.decoded is not None and not r.known and r.sha not in known_shas:
-        r.info, r.rows = embedders.get().faces_of(r)
+        embedder = embedders.get()  # a pack that cannot load stops the run: every photo would fail alike
+        try:
+            r.info, r.rows = embedder.faces_of(r)
+        except (imageio.ImageSkip, cv2.error, MemoryError, ValueError) as exc:
+            # one photo the models cannot take (odd geometry, no memory for it) is recorded, not fatal
+            r.skip = getattr(exc, "reason", None) or f"face analysis failed: {type(exc).__name__}: {exc}"
     r.data = r.decoded = None  # the photo is no longer needed: keep only what gets recorded
     return r
 

@@ -253,16 +253,21 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
     alias_map = cache.aliases_of()  # once: it walks every file entry
 
     def work(job):
+        """Each crop gets the reduction its own frame allows, never one that depends on which other crops
+        of the photo happen to be re-rendered: an incremental export renders the same bytes as a fresh one.
+        The photo is decoded once per distinct reduction (nearly always one)."""
         path, need = job
         sha = f["sha256"][need[0][1]]
-        reduce = dct_reduction([f["bbox"][i] for _, i, _, _ in need], p["pad_ratio"], p["out_size"]) \
-            if reduced_decode else 1
-        src, why = _read_source(cache, path, sha, max_pixels, alias_map.get(path, []), reduce)
-        return path, need, src, why
+        groups: dict[int, list] = {}
+        for item in need:
+            reduce = dct_reduction([f["bbox"][item[1]]], p["pad_ratio"], p["out_size"]) if reduced_decode else 1
+            groups.setdefault(reduce, []).append(item)
+        return [(items, *_read_source(cache, path, sha, max_pixels, alias_map.get(path, []), reduce))
+                for reduce, items in sorted(groups.items())]
 
     bar = tqdm(total=sum(len(n) for _, n in todo), desc="export crops", unit="crop", disable=not progress)
     with ThreadPoolExecutor(max_workers=io_threads) as pool:
-        for path, need, src, why in pool.map(work, todo):
+        for need, src, why in (g for groups in pool.map(work, todo) for g in groups):
             for name, i, png, sig in need:
                 rel = str(png.relative_to(out_dir))
                 entry = {"sig": sig, "problem": None, "masked": False}

@@ -1,6 +1,7 @@
 """Listing photo trees: which files a source holds, which shard each belongs to, and what is odd."""
 from __future__ import annotations
 
+import hashlib
 import os
 import stat as _stat
 import zlib
@@ -88,7 +89,22 @@ def listing_line(e: Entry) -> str:
     return f"{e.relpath}\t{e.st.st_size}\t{e.st.st_mtime_ns}\n"
 
 
-def write_shard_listings(root: str | Path, extensions, shards: int, folder: str | Path) -> list[Path]:
+def _digest(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()[:16]
+
+
+def shard_listing_digests(folder: str | Path, shards: int) -> list[str]:
+    """The digests of the listings on disk (what a job on another machine sees): '' where one is missing."""
+    out = []
+    for k in range(shards):
+        try:
+            out.append(_digest((Path(folder) / f"shard_{k:03d}.tsv").read_bytes()))
+        except OSError:
+            out.append("")
+    return out
+
+
+def write_shard_listings(root: str | Path, extensions, shards: int, folder: str | Path) -> list[str]:
     """One small listing file per shard (`shard_NNN.tsv`), rewritten only when that shard changed on disk.
 
     The pipeline makes each embed job depend on its shard's listing instead of its photos: Snakemake
@@ -96,23 +112,29 @@ def write_shard_listings(root: str | Path, extensions, shards: int, folder: str 
     it in Snakemake's per-file bookkeeping), while one listing per shard costs the same at any library
     size. A file added, changed (size/mtime), removed or newly unreadable changes its shard's listing
     and so re-runs exactly that shard; an unchanged listing is left alone, mtime included.
+
+    Returns each listing's digest, for the rule's params: another Snakemake process (a dry run during a
+    run) may rewrite a listing while a job runs, after which mtime and checksum both look up to date;
+    the digest recorded with the job's params is the one it was started with, so such a change still
+    re-runs the shard next time.
     """
-    from .atomic import write_text
+    from .atomic import atomic_open
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     texts = [[] for _ in range(shards)]
     for e in list_source(root, extensions):
         texts[shard_of(e.relpath, shards)].append(listing_line(e))
-    paths = []
+    digests = []
     for k, lines in enumerate(texts):
         path = folder / f"shard_{k:03d}.tsv"
-        text = "".join(lines)
+        data = "".join(lines).encode("utf-8", "surrogateescape")  # names that are not UTF-8 stay as on disk
         try:
-            same = path.read_text(encoding="utf-8") == text
+            same = path.read_bytes() == data
         except OSError:
             same = False
         if not same:
-            write_text(path, text)
-        paths.append(path)
-    return paths
+            with atomic_open(path, "wb", sweep=False) as fh:  # concurrent Snakemake processes may write it too
+                fh.write(data)
+        digests.append(_digest(data))
+    return digests

@@ -6,7 +6,7 @@ import sys
 from snakemake.utils import validate
 
 from facesets import config as fsconfig
-from facesets.scan import write_shard_listings
+from facesets.scan import shard_listing_digests, write_shard_listings
 
 # Snakemake's validate fills the schema defaults in and rejects unknown keys, naming them.
 validate(config, str(fsconfig.schema_path()))
@@ -44,11 +44,13 @@ def settings(*sections, **extra):
 
 LISTING = f"{RESULTS}/cache/listing"
 
-if workflow.is_main_process:
-    # each embed job depends on its shard's small listing file, not on its photos: see
-    # facesets.scan.write_shard_listings (jobs on other machines re-use the listings the main process wrote)
-    for _src, _root in SOURCES.items():
-        write_shard_listings(_root, config["embed"]["extensions"], SHARDS, f"{LISTING}/{_src}")
+# each embed job depends on its shard's small listing file, not on its photos, and on the listing's digest
+# as a param: see facesets.scan.write_shard_listings (jobs on other machines re-use the main process's listings)
+LISTING_DIGESTS = {
+    src: write_shard_listings(root, config["embed"]["extensions"], SHARDS, f"{LISTING}/{src}")
+    if workflow.is_main_process else shard_listing_digests(f"{LISTING}/{src}", SHARDS)
+    for src, root in SOURCES.items()
+}
 
 
 def shard_inputs(wildcards):

@@ -24,6 +24,7 @@ rule embed_shard:
         store=lambda wc: f"{STORE}/{wc.source}/shard_{wc.shard}",
         settings=json.dumps(EMBED_SETTINGS, sort_keys=True),
         engine=ENGINE_REVISION,  # a new detection/alignment revision re-embeds (the store checks it too)
+        listing=lambda wc: LISTING_DIGESTS[wc.source][int(wc.shard)],
     log:
         f"{RESULTS}/logs/embed_shard/{{source}}_{{shard}}.log",
     benchmark:

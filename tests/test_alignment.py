@@ -40,8 +40,8 @@ def test_big_faces_embed_alike_at_full_and_quarter_size(engine):
             plain.append(float(a @ b))
     assert len(ours) >= 10, "the shared photos should hold at least 10 faces wider than 400 px"
     ours, plain = np.array(ours), np.array(plain)
-    # measured on the shared photos: ours min 0.985 mean 0.996; insightface's norm_crop min 0.938 mean 0.980
-    assert ours.mean() >= 0.99 and ours.min() >= 0.97
+    # measured on the shared photos: ours min 0.997 mean 0.999; insightface's norm_crop min 0.938 mean 0.980
+    assert ours.mean() >= 0.995 and ours.min() >= 0.99
     assert ours.mean() > plain.mean() and ours.min() > plain.min()
 
 

@@ -213,27 +213,32 @@ def test_shard_listings_change_only_where_the_tree_changed(tmp_path):
     src.mkdir()
     for i in range(30):
         (src / f"p{i}.jpg").write_bytes(b"x" * i)
-    paths = scan.write_shard_listings(src, [".jpg"], 4, out)
-    assert [p.name for p in paths] == [f"shard_{k:03d}.tsv" for k in range(4)]
+    digests = scan.write_shard_listings(src, [".jpg"], 4, out)
+    paths = [out / f"shard_{k:03d}.tsv" for k in range(4)]
+    assert digests == scan.shard_listing_digests(out, 4) and all(digests)
     assert sum(len(p.read_text().splitlines()) for p in paths) == 30
     before = {p: p.stat().st_mtime_ns for p in paths}
     texts = {p: p.read_text() for p in paths}
 
-    scan.write_shard_listings(src, [".jpg"], 4, out)  # nothing changed: nothing rewritten
+    assert scan.write_shard_listings(src, [".jpg"], 4, out) == digests  # nothing changed: nothing rewritten
     assert {p: p.stat().st_mtime_ns for p in paths} == before
 
     changed = src / "p7.jpg"
     changed.write_bytes(b"changed content")
     os.symlink(src / "nowhere.jpg", src / "broken.jpg")
-    scan.write_shard_listings(src, [".jpg"], 4, out)
-    touched = {paths[scan.shard_of("p7.jpg", 4)], paths[scan.shard_of("broken.jpg", 4)]}
-    for p in paths:
+    odd = os.fsdecode(b"caf\xe9.jpg")  # a Latin-1 name on a UTF-8 system
+    (src / odd).write_bytes(b"y")
+    new = scan.write_shard_listings(src, [".jpg"], 4, out)
+    touched = {paths[scan.shard_of(n, 4)] for n in ("p7.jpg", "broken.jpg", odd)}
+    for k, p in enumerate(paths):
+        assert (new[k] != digests[k]) == (p in touched), p.name
         if p in touched:
-            assert p.read_text() != texts[p], p.name
+            assert p.read_text(errors="surrogateescape") != texts[p], p.name
         else:  # not even rewritten with the same bytes
             assert p.stat().st_mtime_ns == before[p] and p.read_text() == texts[p], p.name
-    text = paths[scan.shard_of("broken.jpg", 4)].read_text()
+    text = paths[scan.shard_of("broken.jpg", 4)].read_text(errors="surrogateescape")
     assert "broken.jpg\t!broken or looping symlink" in text
+    assert os.fsencode(odd) in paths[scan.shard_of(odd, 4)].read_bytes()
 
 
 class _ScoreByScale:
@@ -287,3 +292,28 @@ def test_borderline_detections_are_decided_at_full_size(tmp_path, reduced, full,
     assert info["n_faces"] == expect_faces == len(rows["sha256"])
     if expect_faces:  # the boxes are in full-size pixels whichever decode found them
         assert 550 < rows["bbox"][0][0] < 650
+
+
+def test_a_photo_the_models_cannot_take_is_recorded_not_fatal(tmp_path):
+    """One photo whose analysis fails is recorded as skipped with the reason; the others are embedded."""
+    import cv2
+
+    from facesets.embed import embed_source
+    from facesets.store import FaceStore
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, side in (("ok.jpg", 64), ("odd.jpg", 48)):
+        Image.fromarray(np.full((side, side, 3), 128, np.uint8)).save(src / name, "JPEG")
+
+    class Picky(_ScoreByScale):
+        def detect(self, bgr, det_size=None, det_thresh=None):
+            if bgr.shape[0] == 48:
+                raise cv2.error("simulated failure inside the detector")
+            return super().detect(bgr, det_size, det_thresh)
+
+    stats = embed_source(src, tmp_path / "store", "s", test_config(), lambda: Picky(0.9, 0.9, 64), progress=False)
+    assert stats["embedded"] == 1 and stats["skipped"] == 1
+    files = {p: e for (_, p), e in FaceStore(tmp_path / "store").load().files.items()}
+    assert files["odd.jpg"]["status"] == "skipped" and "simulated failure" in files["odd.jpg"]["reason"]
+    assert files["ok.jpg"]["status"] == "face"

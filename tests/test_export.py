@@ -264,8 +264,10 @@ def test_export_with_reduced_decode_matches_full_decode(tmp_path, engine, monkey
     by_photo = {}
     for i, p in enumerate(cache.face_path.tolist()):
         by_photo.setdefault(p, []).append(cache.faces["bbox"][i])
-    reductions = {p: dct_reduction(b, ex["pad_ratio"], ex["out_size"]) for p, b in by_photo.items()}
-    assert {2, 4} <= set(reductions.values()) and reductions["r/turned.jpg"] > 1 and 1 in reductions.values()
+    # each crop's own frame decides its reduction; a photo is decoded once per distinct reduction
+    reductions = {p: {dct_reduction([x], ex["pad_ratio"], ex["out_size"]) for x in b} for p, b in by_photo.items()}
+    assert {2, 4} <= set().union(*reductions.values()) and min(reductions["r/turned.jpg"]) > 1
+    assert {1, 2} <= reductions["r/deepface/p04/img54.jpg"]  # the bystander's crop from the full decode
     ident = {"faceset_001": cache.face_keys()}
     decoded_at = {False: [], True: []}
     real = fx._decode_reduced
@@ -274,7 +276,7 @@ def test_export_with_reduced_decode_matches_full_decode(tmp_path, engine, monkey
         monkeypatch.setattr(fx, "_decode_reduced", lambda d, m, r, mode=mode: decoded_at[mode].append(r) or real(d, m, r))
         out[mode] = export_crops(tmp_path / "faces.npz", ident, tmp_path / f"out-{mode}", ex, CHECKS, lambda: engine,
                                  reduced_decode=mode)
-    assert decoded_at[False] == [] and sorted(decoded_at[True]) == sorted(r for r in reductions.values() if r > 1)
+    assert decoded_at[False] == [] and sorted(decoded_at[True]) == sorted(r for rs in reductions.values() for r in rs if r > 1)
     full, reduced = (out[m]["facesets"]["faceset_001"] for m in (False, True))
     assert [m["key"] for m in reduced["members"]] == [m["key"] for m in full["members"]]
     assert len(full["members"]) >= 5
@@ -285,3 +287,26 @@ def test_export_with_reduced_decode_matches_full_decode(tmp_path, engine, monkey
         assert _mad(a, b) < 4.0, (m["path"], _mad(a, b))  # a 1 px shift of the same crop costs about 3.5
     export_bundles(tmp_path / "out-True", 30)
     assert verify([tmp_path / "out-True"], engine, CHECKS) == []
+
+
+def test_a_crop_does_not_depend_on_the_other_crops_rendered_with_it(tmp_path, engine):
+    """The big face of a photo with a small bystander renders to the same bytes alone or with the bystander."""
+    from facesets.crops import dct_reduction
+    from facesets.embed import embed_source
+
+    src = tmp_path / "src"
+    copy_photos(src, ["deepface/p04/img54.jpg"])
+    embed_source(src, tmp_path / "store", "r", test_config(), lambda: engine, progress=False)
+    FaceCache.load(tmp_path / "store").save(tmp_path / "faces.npz")
+    cache = FaceCache.load(tmp_path / "faces.npz")
+    ex = dict(test_config()["export"], outlier_threshold=2.0, min_face_short=0, dup_similarity=1.01)
+    keys = cache.face_keys()
+    red = [dct_reduction([b], ex["pad_ratio"], ex["out_size"]) for b in cache.faces["bbox"]]
+    big = keys[int(np.argmax(red))]
+    assert max(red) > 1 and min(red) == 1  # the case: one crop could be reduced, another cannot
+    crops = {}
+    for run, members in (("alone", [big]), ("together", keys)):
+        out = export_crops(tmp_path / "faces.npz", {"faceset_001": members}, tmp_path / run, ex, [], lambda: engine)
+        m = next(m for m in out["facesets"]["faceset_001"]["members"] if m["key"] == big)
+        crops[run] = (tmp_path / run / m["crop"]).read_bytes()
+    assert crops["alone"] == crops["together"]
