@@ -205,12 +205,7 @@ class Ops:
 
     def link_in(self, src_abs: Path, dst: str) -> None:
         self._rec(op="create", path=dst)
-        d = self.corpus / dst
-        d.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(src_abs, d)
-        except OSError:
-            shutil.copy2(src_abs, d)
+        _link_or_copy(src_abs, self.corpus / dst)
 
     def replace(self, path: str, writer) -> None:
         """Write `path` anew with writer(abs_path); an existing file is kept as a backup first."""
@@ -224,6 +219,24 @@ class Ops:
         else:
             self._rec(op="create", path=path)
         writer(p)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)  # keeps the mtime, which _re_rendered compares
+
+
+def _re_rendered(src: Path, have: Path) -> bool:
+    """The export wrote this file anew (e.g. crops after an out_size change) since the corpus took it:
+    the corpus holds a hard link to, or a copy of, the old one. A corpus file edited by hand after the
+    export's is newer than it and is kept."""
+    try:
+        return not os.path.samefile(src, have) and src.stat().st_mtime_ns > have.stat().st_mtime_ns
+    except OSError:
+        return False
 
 
 def _prune_empty(d: Path, stop: Path) -> None:
@@ -247,7 +260,8 @@ def _fdir(loc: str, faceset: str) -> str:
 
 
 def sync(export_dir: Path, corpus: Path, inv: Inventory, journal: Journal, run: int) -> int:
-    """Link every export file the corpus lacks into the faceset wherever it lives now."""
+    """Link every export file the corpus lacks into the faceset wherever it lives now, and bring in
+    anew, keeping the old one as a backup, every file the export has rendered again since."""
     ops = Ops(corpus, journal, run, "sync")
     for f in inv.facesets:
         loc = current_location(corpus, f) or ""
@@ -260,11 +274,13 @@ def sync(export_dir: Path, corpus: Path, inv: Inventory, journal: Journal, run: 
             rel = src.relative_to(src_dir).as_posix()
             here = f"{_fdir(loc, f)}/{rel}"
             dropped = f"{_fdir(loc, f)}/faces/_dropped/{Path(rel).name}" if rel.startswith("faces/") else None
-            if (corpus / here).exists() or (dropped and (corpus / dropped).exists()):
-                continue
             if rel.endswith(".fsz") and own_bundles:
                 continue
-            ops.link_in(src, here)
+            have = next((p for p in (here, dropped) if p and (corpus / p).exists()), None)
+            if have is None:
+                ops.link_in(src, here)
+            elif _re_rendered(src, corpus / have):
+                ops.replace(have, lambda p, s=src: _link_or_copy(s, p))
     return ops.count
 
 

@@ -331,3 +331,32 @@ def test_stale_or_broken_ledger_costs_reads_not_decisions(world, tmp_path, monke
     ledger.write_text("{not json")
     stats = corpus.apply(export, corp, [])
     assert stats["rezipped"] == [] and stats["png_reads"] == sum(len(c) for c in inventory(export).facesets.values())
+
+
+def test_a_crop_the_export_renders_again_reaches_the_corpus_and_its_bundles(world, tmp_path, monkeypatch):
+    """E.g. after an out_size change the export rewrites crops under the same names: the corpus must not
+    keep its hard links to the old ones, and the old one is kept as a backup, not deleted."""
+    import os
+
+    _fresh_files_count_as_settled(monkeypatch)
+    export = tmp_path / "export"
+    shutil.copytree(world["export"], export)
+    corp = tmp_path / "corpus"
+    corpus.apply(export, corp, [])
+    src = min((export / "faceset_002/faces").glob("*.png"))
+    old = src.read_bytes()
+    new = bytes(old[:-1]) + bytes([old[-1] ^ 0xFF])
+    tmp = src.with_name(src.name + ".tmp")
+    tmp.write_bytes(new)
+    tmp.replace(src)  # how the export writes: a new file renamed over the old
+    st = src.stat()
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    stats = corpus.apply(export, corp, [])
+    assert (corp / "faceset_002/faces" / src.name).read_bytes() == new
+    assert set(stats["rezipped"]) == {"faceset_002/faceset_002_top30.fsz", "faceset_002/faceset_002_all.fsz"}
+    for b in stats["rezipped"]:
+        assert _member_bytes(corp / b, src.name) == new
+    backups = [p for p in (corp / corpus.CURATION / "backups").rglob(src.name)]
+    assert [p.read_bytes() for p in backups] == [old]
+    again = corpus.apply(export, corp, [])
+    assert again["operations"] == 0 and again["rezipped"] == []
