@@ -78,10 +78,6 @@ def _entry(rel: str, full: str) -> Entry:
     return Entry(rel, None, st)
 
 
-def regular_files(entries: list[Entry]) -> list[str]:
-    return [e.relpath for e in entries if e.problem is None]
-
-
 def listing_line(e: Entry) -> str:
     """What a shard's job depends on for one file: its path and size/mtime, or why it cannot be read."""
     if e.problem is not None:
