@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -9,12 +10,6 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from .faults import checkpoint
-
-
-def glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -40,7 +35,7 @@ def atomic_open(path: str | Path, mode: str = "wb", sweep: bool = True, **kw) ->
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # a killed earlier write of this same file left its temp behind; one writer per path, so it is ours
-    for stale in path.parent.glob(f".{glob_escape(path.name)}.*.tmp") if sweep else ():
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if sweep else ():
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

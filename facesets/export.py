@@ -166,8 +166,9 @@ def decode_for_crops(data: bytes, max_pixels: int, reduce: int = 1) -> Source:
     return Source(imageio.decode(data, max_pixels=max_pixels, long_side=0).bgr)
 
 
-def _read_source(cache: FaceCache, path: str, sha: str, max_pixels: int, aliases: list[str], reduce: int = 1):
-    """Decode the photo, from its canonical path or any alias that still has the bytes."""
+def _read_source(cache: FaceCache, path: str, sha: str, aliases: list[str]) -> tuple[bytes | None, str | None]:
+    """The photo's bytes, from its canonical path or any alias that still has them (every location
+    holding these bytes decodes alike, so one read serves every reduction)."""
     last = "source missing"
     for loc in [path, *aliases]:
         try:
@@ -178,11 +179,17 @@ def _read_source(cache: FaceCache, path: str, sha: str, max_pixels: int, aliases
         if hashlib.sha256(data).hexdigest() != sha:
             last = "source changed since embed"
             continue
-        try:
-            return decode_for_crops(data, max_pixels, reduce), None
-        except imageio.ImageSkip as exc:
-            last = exc.reason
+        return data, None
     return None, last
+
+
+def _decoded(data: bytes | None, why: str | None, max_pixels: int, reduce: int) -> tuple[Source | None, str | None]:
+    if data is None:
+        return None, why
+    try:
+        return decode_for_crops(data, max_pixels, reduce), None
+    except imageio.ImageSkip as exc:
+        return None, exc.reason
 
 
 def _sig(obj) -> str:
@@ -255,15 +262,14 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
     def work(job):
         """Each crop gets the reduction its own frame allows, never one that depends on which other crops
         of the photo happen to be re-rendered: an incremental export renders the same bytes as a fresh one.
-        The photo is decoded once per distinct reduction (nearly always one)."""
+        The photo is read once and decoded once per distinct reduction (nearly always one)."""
         path, need = job
-        sha = f["sha256"][need[0][1]]
         groups: dict[int, list] = {}
         for item in need:
             reduce = dct_reduction([f["bbox"][item[1]]], p["pad_ratio"], p["out_size"]) if reduced_decode else 1
             groups.setdefault(reduce, []).append(item)
-        return [(items, *_read_source(cache, path, sha, max_pixels, alias_map.get(path, []), reduce))
-                for reduce, items in sorted(groups.items())]
+        data, why = _read_source(cache, path, f["sha256"][need[0][1]], alias_map.get(path, []))
+        return [(items, *_decoded(data, why, max_pixels, reduce)) for reduce, items in sorted(groups.items())]
 
     bar = tqdm(total=sum(len(n) for _, n in todo), desc="export crops", unit="crop", disable=not progress)
     with ThreadPoolExecutor(max_workers=io_threads) as pool:

@@ -1,12 +1,12 @@
 # Source trees -> per-shard face stores -> one cache snapshot. Embed depends on no threshold:
 # only the model and decode settings (params.settings) re-embed.
 
+from facesets.engine import ENGINE_REVISION
+
 # Speed-only knobs reach the job outside params so that changing them reruns nothing.
 EMBED_RUNTIME = json.dumps({"model": {"providers": config["model"]["providers"], "root": config["model"]["root"]},
                             "embed": {"io_threads": config["embed"]["io_threads"], "ort_threads": config["embed"]["ort_threads"],
                                       "flush_every": config["embed"]["flush_every"]}})
-
-from facesets.engine import ENGINE_REVISION
 
 EMBED_SETTINGS = {
     "model": {k: config["model"][k] for k in ("pack", "det_size", "det_thresh")},
