@@ -5,11 +5,27 @@ import contextlib
 import glob
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
 from .faults import checkpoint
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (os.umask can only be read by setting it, which races
+    with threads creating files meanwhile)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(path: Path) -> None:
@@ -39,6 +55,9 @@ def atomic_open(path: str | Path, mode: str = "wb", sweep: bool = True, **kw) ->
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes 0600 files; outputs are shared with roop under another user or over a NAS share,
+        # so they get the mode any file the user creates gets
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode, **kw) as fh:
             yield fh
             fh.flush()
@@ -72,14 +91,24 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def write_text(path: str | Path, text: str) -> None:
-    with atomic_open(path, "w", encoding="utf-8") as fh:
+    """Text for people (HTML, markers): a file name's undecodable byte shows as `\\udcXX`, never a crash."""
+    with atomic_open(path, "w", encoding="utf-8", errors="backslashreplace") as fh:
         fh.write(text)
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def dumps_json(obj, indent: int | None = None) -> str:
+    """JSON text that is valid UTF-8 even for file names that are not: os.fsdecode turns such a name's
+    undecodable bytes into lone surrogates, which UTF-8 cannot encode. They are written as `\\udcXX`
+    escapes, which json.loads turns back into the same str (and os.fsencode into the same bytes)."""
+    text = json.dumps(obj, indent=indent, ensure_ascii=False, sort_keys=False)
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def write_json(path: str | Path, obj, indent: int | None = 1) -> None:
-    with atomic_open(path, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=indent, ensure_ascii=False, sort_keys=False)
-        fh.write("\n")
+    write_text(path, dumps_json(obj, indent) + "\n")
 
 
 def read_json(path: str | Path):

@@ -8,11 +8,13 @@
 """
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from . import atomic
 from .cache import FaceCache
 from .corpus import QUARANTINES, Journal, inventory
+from .refine import manifest_keys
 
 
 def faces_accounted(cache: FaceCache, refine_manifest: dict | None, raw_manifest: dict | None) -> list[str]:
@@ -27,12 +29,13 @@ def faces_accounted(cache: FaceCache, refine_manifest: dict | None, raw_manifest
         if man is None:
             continue
         if label == "refine":
-            seen = {k for fs in man["facesets"].values() for k, _ in fs["faces"]}
-            seen |= {k for stage in ("quality", "outlier") for k, _, _ in man["removed"][stage]}
-            seen |= {k for g in man["removed"]["too_small"] for k, _ in g["faces"]}
+            listed = manifest_keys(man)
         else:
-            seen = {k for faces in man["persons"].values() for k, _ in faces} | {k for k, _ in man["singletons"]}
-        problems += [f"face {k}: not accounted for by {label}" for k in sorted(keys - seen)]
+            listed = [k for faces in man["persons"].values() for k, _ in faces] + [k for k, _ in man["singletons"]]
+        problems += [f"face {k}: not accounted for by {label}" for k in sorted(keys - set(listed))]
+        problems += [f"face {k}: listed {n} times by {label} (each face belongs in exactly one place)"
+                     for k, n in sorted(Counter(listed).items()) if n > 1]
+        problems += [f"face {k}: listed by {label} but not in the cache" for k in sorted(set(listed) - keys)]
     return problems
 
 

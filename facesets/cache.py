@@ -75,8 +75,8 @@ class FaceCache:
             buf,
             **{k: np.asarray(v) for k, v in self.faces.items()},
             face_path=self.face_path,
-            files_json=np.frombuffer(json.dumps(self.files, ensure_ascii=False).encode(), np.uint8),
-            meta_json=np.frombuffer(json.dumps(meta, ensure_ascii=False).encode(), np.uint8),
+            files_json=np.frombuffer(atomic.dumps_json(self.files).encode(), np.uint8),
+            meta_json=np.frombuffer(atomic.dumps_json(meta).encode(), np.uint8),
         )
         atomic.write_bytes(path, buf.getvalue())
 

@@ -369,9 +369,13 @@ def cmd_apply(args) -> int:
 
 
 def cmd_undo(args) -> int:
-    from . import corpus
+    from . import corpus, report
+    from .layout import Layout
 
-    print(json.dumps(corpus.undo(args.corpus)))
+    layout = Layout.of_corpus(args.corpus)
+    print(json.dumps(corpus.undo(args.corpus, layout.applied if layout else None)))
+    if layout and (layout.report_dir / "index.html").is_file():
+        report.build(layout.results, layout.report_dir)  # so the report says "not applied" right away
     return 0
 
 
@@ -422,6 +426,17 @@ def cmd_audit(args) -> int:
     from .engine import FaceEngine
 
     cfg = _settings(args)
+    if args.results:
+        # a results folder stands for every path of its layout; a flag still overrides one of them
+        from .layout import Layout
+
+        lay = Layout(args.results)
+        if not lay.results.is_dir():
+            raise FileNotFoundError(f"results folder {lay.results} not found: pass the folder the pipeline wrote")
+        for attr, path in (("cache", lay.cache), ("refine", lay.refine_manifest), ("raw", lay.raw_manifest),
+                           ("export", lay.export), ("corpus", lay.corpus)):
+            if getattr(args, attr) is None and path.exists():
+                setattr(args, attr, str(path))
     engine = FaceEngine.from_config(cfg) if args.corpus and not args.no_verify else None
     problems = audit(args.cache, args.refine, args.raw, args.export, args.corpus, engine, cfg["verify"]["checks"],
                      cfg["export"]["out_size"])
@@ -612,6 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep_summary)
 
     p = sub.add_parser("audit", help="check that nothing was lost: faces, crops, bundles, journal")
+    p.add_argument("results", nargs="?", help="a results folder: audit every part of it (the flags override one)")
     p.add_argument("--cache")
     p.add_argument("--refine", help="refine_manifest.json")
     p.add_argument("--raw", help="raw cluster manifest.json")

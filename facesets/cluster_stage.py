@@ -82,6 +82,6 @@ def run(cache_path: str | Path, out_dir: str | Path, threshold: float, extend_th
     })
     ids.materialize(out_dir, manifest["persons"], cache, link_mode,
                     extra={"_singletons": [p for _, p in manifest["singletons"]], "_noface": noface}, prefix="person")
-    ids.write_manifest(out_dir, MANIFEST, manifest)
+    ids.write_manifest(out_dir, MANIFEST, manifest, previous)
     log.info("cluster (%s): %s", mode, manifest["stats"])
     return manifest

@@ -169,7 +169,7 @@ class Journal:
         self.dir.mkdir(parents=True, exist_ok=True)
         torn = self.path.is_file() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n")
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(("\n" if torn else "") + json.dumps(entry, ensure_ascii=False) + "\n")
+            fh.write(("\n" if torn else "") + atomic.dumps_json(entry) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -470,8 +470,11 @@ def _manifest(inv: Inventory, d: Desired, previous: dict | None, plans: list[dic
             "thin": quarantined["_thin"], "dropped": dropped, "counts": after, "provenance": prov}
 
 
-def undo(corpus_dir: str | Path) -> dict:
-    """Reverse every applied operation not yet undone, newest first: the corpus as it was before any plan."""
+def undo(corpus_dir: str | Path, applied: str | Path | None = None) -> dict:
+    """Reverse every applied operation not yet undone, newest first: the corpus as it was before any plan.
+
+    `applied` is the apply rule's record of the applied state: it is set aside too, so the pipeline sees the
+    corpus as not applied (`snakemake -n` proposes apply again) instead of trusting a stale record."""
     corpus = Path(corpus_dir)
     with locked(corpus):
         journal = Journal(corpus)
@@ -501,5 +504,9 @@ def undo(corpus_dir: str | Path) -> dict:
                 n += 1
         if runs:
             journal.write({"op": "undo", "runs": runs, "time": _dt.datetime.now(_dt.timezone.utc).isoformat()})
+        if applied is not None and Path(applied).is_file():
+            keep = corpus / CURATION / "undone" / f"run{max(runs or [0]):04d}" / Path(applied).name
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(applied, keep)
         log.info("undo: %d operations of runs %s reversed", n, runs)
         return {"runs": runs, "operations": n}

@@ -33,7 +33,9 @@ def rows(cache: FaceCache):
 def write_csv(cache_path: str | Path, out: str | Path) -> int:
     cache = FaceCache.load(cache_path)
     n = 0
-    with atomic.atomic_open(out, "w", encoding="utf-8", newline="") as fh:
+    # a name that is not UTF-8 is written as its bytes on disk, so the CSV names the very file (read it back
+    # with errors="surrogateescape")
+    with atomic.atomic_open(out, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=COLUMNS)
         w.writeheader()
         for r in rows(cache):

@@ -1,6 +1,7 @@
 """Materialising identity folders: stable flattened names, hard links with symlink/copy fallback."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -46,6 +47,15 @@ def place(src: Path, dst: Path, mode: str = "hardlink") -> str:
     raise OSError(f"cannot place {src} at {dst}")
 
 
+def _drop_other_kind(dst: Path, src: Path, mode: str) -> None:
+    """A hard link placed under an earlier `hardlink` setting keeps raising the source's link count: when
+    links are no longer asked for, it is replaced (the source itself is not touched)."""
+    if mode != "hardlink" and not dst.is_symlink() and dst.is_file():
+        with contextlib.suppress(OSError):
+            if os.path.samefile(dst, src):
+                dst.unlink()
+
+
 def sync_folder(folder: Path, wanted: dict[str, Path], mode: str) -> dict[str, int]:
     """Make `folder` hold exactly the `wanted` names (name -> source file). Only entries this tool placed
     (links or copies of sources) are removed; the sources themselves are never touched."""
@@ -59,5 +69,6 @@ def sync_folder(folder: Path, wanted: dict[str, Path], mode: str) -> dict[str, i
         if not src.exists():
             counts["missing"] += 1
             continue
+        _drop_other_kind(folder / name, src, mode)
         counts["kept" if place(src, folder / name, mode) == "exists" else "placed"] += 1
     return counts

@@ -21,6 +21,13 @@ PARAM_KEYS = ("initial_threshold", "merge_threshold", "min_short", "min_blur", "
               "outlier_threshold", "outlier_min_cluster", "min_faces")
 
 
+def manifest_keys(manifest: dict) -> list[str]:
+    """Every face key a refine manifest places or removes, once per mention (each face must appear once)."""
+    keys = [k for fs in manifest["facesets"].values() for k, _ in fs["faces"]]
+    keys += [k for stage in ("quality", "outlier") for k, _, _ in manifest["removed"][stage]]
+    return keys + [k for g in manifest["removed"]["too_small"] for k, _ in g["faces"]]
+
+
 def quality_reason(faces: dict, i: int, p: dict) -> str | None:
     if faces["face_short"][i] < p["min_short"]:
         return f"face_short {faces['face_short'][i]:.1f} < {p['min_short']}"
@@ -114,7 +121,18 @@ def run(cache_path: str | Path, out_dir: str | Path, params: dict, link_mode: st
                 seen.add(k)
                 if k in kidx:
                     removed[stage].append((kidx[k], why))
+        # earlier too-small clusters are re-pooled below, so they are not new: counting them twice made
+        # every re-run append them again
+        too_small_before = [kidx[k] for grp in previous["removed"]["too_small"] for k, _ in grp["faces"] if k in kidx]
+        seen |= {k for grp in previous["removed"]["too_small"] for k, _ in grp["faces"]}
         new = [kidx[k] for k in keys if k not in seen]
+        if not new and len(manifest_keys(previous)) == len(keys) and previous["cache"] == str(cache_path):
+            # nothing arrived and nothing left: the previous manifest is already this run's answer
+            ids.materialize(out_dir, {n: fs["faces"] for n, fs in previous["facesets"].items()}, cache,
+                            link_mode, prefix="faceset")
+            ids.write_manifest(out_dir, MANIFEST, previous)
+            log.info("refine: no face arrived or left since the last run; manifest unchanged")
+            return previous
         gated = []
         for i in new:
             why = quality_reason(cache.faces, i, p)
@@ -125,7 +143,7 @@ def run(cache_path: str | Path, out_dir: str | Path, params: dict, link_mode: st
             facesets[n]["members"] += extra
             facesets[n]["added"] = len(extra)
         # faces no faceset holds (earlier too-small clusters + unplaced newcomers) may now form new facesets
-        pool = [kidx[k] for grp in previous["removed"]["too_small"] for k, _ in grp["faces"] if k in kidx] + left
+        pool = too_small_before + left
         result = refine_pool(cache, pool, p, progress)
         stats = dict(result["stats"], mode=mode, new_faces=len(new))
         prev_groups: dict[str, list[str]] = {}

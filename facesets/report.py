@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from . import __version__, atomic
+from .layout import Layout
 
 log = logging.getLogger(__name__)
 THUMB = 128
@@ -85,16 +86,28 @@ def contact_sheet(name: str, per: dict, export: Path) -> str:
     return _page(f"{name} — contact sheet", body)
 
 
+def _curation_state(applied: dict | None) -> str:
+    """Whether the corpus holds the plans' result: after `facesets undo` it holds the plain export."""
+    if applied is None:
+        return "<p id='curation-state'>Curation: <b>not applied</b> (the corpus mirrors the export; run the pipeline to apply the plans)</p>"
+    counts = applied.get("counts", {})
+    return (f"<p id='curation-state'>Curation: <b>applied</b> (run {html.escape(str(applied.get('run', '?')))}: "
+            f"{html.escape(str(counts.get('active_facesets', '?')))} active facesets, "
+            f"{html.escape(str(counts.get('active_pngs', '?')))} crops)</p>")
+
+
 def build(results: str | Path, out_dir: str | Path) -> Path:
-    results, out_dir = Path(results), Path(out_dir)
+    layout, out_dir = Layout(results), Path(out_dir)
+    results = layout.results
     out_dir.mkdir(parents=True, exist_ok=True)
-    export = results / "export"
-    corpus_manifest = _read(results / "facesets_swap_ready" / "manifest.json") or {}
-    export_manifest = _read(export / "manifest.json") or {}
-    refine = _read(results / "identities" / "facesets" / "refine_manifest.json") or {}
-    raw = _read(results / "identities" / "raw" / "manifest.json") or {}
-    eras = _read(results / "identities" / "eras" / "eras_manifest.json")
-    sections = []
+    export = layout.export
+    corpus_manifest = _read(layout.corpus_manifest) or {}
+    export_manifest = _read(layout.export_manifest) or {}
+    refine = _read(layout.refine_manifest) or {}
+    raw = _read(layout.raw_manifest) or {}
+    eras = _read(layout.eras_manifest)
+    applied = _read(layout.applied) if corpus_manifest else None
+    sections = [_curation_state(applied)]
 
     # overview: the evolution table
     prov = corpus_manifest.get("provenance", [])
@@ -148,7 +161,7 @@ def build(results: str | Path, out_dir: str | Path) -> Path:
         sections.append("<p><a href='eras.html'>Era probes and splits</a></p>")
     # verify
     rows = []
-    for label, path in (("export", export / "verify.json"), ("curated corpus", results / "curation" / "verify.json")):
+    for label, path in (("export", export / "verify.json"), ("curated corpus", layout.verify_corpus)):
         v = _read(path)
         if v is not None:
             rows.append({"bundles": label, "result": "<span class='ok'>pass</span>" if v["ok"] else
@@ -156,7 +169,7 @@ def build(results: str | Path, out_dir: str | Path) -> Path:
             rows += [{"bundles": html.escape(x["bundle"]), "result": html.escape(f"{x['member']}: {x['problem']}")}
                      for x in v["violations"]]
     sections.append("<h2>verify-fsz</h2>" + (_table(rows, ["bundles", "result"]) if rows else "<p>not run</p>"))
-    sweep = results / "sweeps" / "summary.html"
+    sweep = layout.sweeps / "summary.html"
     if sweep.is_file():
         sections.append("<p><a href='../sweeps/summary.html'>Threshold sweeps</a></p>")
     index = out_dir / "index.html"
@@ -167,7 +180,7 @@ def build(results: str | Path, out_dir: str | Path) -> Path:
 
 def _curation(results: Path, export: Path) -> str:
     out = []
-    plans_dir = results / "curation" / "plans"
+    plans_dir = Layout(results).plans
     for name in ("occlusion", "consolidate", "bytedup", "neardup", "multiface"):
         plan = _read(plans_dir / f"{name}.json")
         if plan is None:
@@ -189,7 +202,7 @@ def _curation(results: Path, export: Path) -> str:
 
 
 def _neardup(results: Path, export: Path) -> str:
-    plan = _read(results / "curation" / "plans" / "neardup.json")
+    plan = _read(Layout(results).plans / "neardup.json")
     if not plan:
         return "<p>no near-duplicate plan yet</p>"
     groups: dict[tuple[str, str], list[dict]] = {}

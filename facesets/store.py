@@ -111,7 +111,7 @@ class FaceStore:
         faces = faces if faces is not None else empty_faces()
         buf = io.BytesIO()
         payload = {k: np.asarray(v) for k, v in faces.items()}
-        payload["files_json"] = np.frombuffer(json.dumps(files, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+        payload["files_json"] = np.frombuffer(atomic.dumps_json(files).encode("utf-8"), dtype=np.uint8)
         np.savez(buf, **payload)
         path = self.seg_dir / self._next_name()
         atomic.write_bytes(path, buf.getvalue())

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .crops import one_face_problem
-from .fsz import PNG_SIG, read_members
+from .fsz import PNG_SIG, iter_members, max_png_bytes, open_bundle
 
 log = logging.getLogger(__name__)
 SKIP_DIRS = {"_dropped", "_masked", "_merged", "_thin", "_candidates"}
@@ -59,19 +59,23 @@ def verify(paths: list[str | Path], engine, checks: list[list[float]], size: int
         if not bundle.is_file():
             rows.append({"bundle": str(bundle), "member": "", "problem": "missing"})
             continue
-        members, problem = read_members(bundle, max_member_bytes)
+        zf, problem = open_bundle(bundle)
         if problem:
             rows.append({"bundle": str(bundle), "member": "", "problem": problem})
             continue
-        if not members:
+        # one member in memory at a time, never more than a legitimate size x size PNG can take
+        n_members = 0
+        with zf:
+            for m in iter_members(zf, min(max_member_bytes, max_png_bytes(size))):
+                n_members += 1
+                problem = m.problem or png_header_problem(m.data, size)
+                if problem is None:
+                    img = cv2.imdecode(np.frombuffer(m.data, np.uint8), cv2.IMREAD_COLOR)
+                    problem = "undecodable PNG" if img is None else one_face_problem(engine, img, checks)
+                if problem:
+                    rows.append({"bundle": str(bundle), "member": m.name, "problem": problem})
+        if not n_members:
             rows.append({"bundle": str(bundle), "member": "", "problem": "empty bundle (no PNG)"})
-        for m in members:
-            problem = m.problem or png_header_problem(m.data, size)
-            if problem is None:
-                img = cv2.imdecode(np.frombuffer(m.data, np.uint8), cv2.IMREAD_COLOR)
-                problem = "undecodable PNG" if img is None else one_face_problem(engine, img, checks)
-            if problem:
-                rows.append({"bundle": str(bundle), "member": m.name, "problem": problem})
     return rows
 
 

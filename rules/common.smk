@@ -6,6 +6,8 @@ import sys
 from snakemake.utils import validate
 
 from facesets import config as fsconfig
+from facesets import messages, runlock
+from facesets.layout import Layout
 from facesets.scan import shard_listing_digests, write_shard_listings
 
 # Snakemake's validate fills the schema defaults in and rejects unknown keys, naming them.
@@ -21,6 +23,24 @@ if config.get("workers_file"):
     validate(config, str(fsconfig.schema_path()))
 
 RESULTS = config["results"]
+LAYOUT = Layout(RESULTS)
+
+if workflow.is_main_process:
+    # one run per results folder, whatever folder it was started from (facesets.runlock says why)
+    if runlock.runs_jobs(sys.argv):
+        try:
+            runlock.hold(RESULTS, LAYOUT.run_lock)
+        except runlock.RunLocked as exc:
+            sys.exit(f"facesets: {exc}")
+    if runlock.clear_stale_snakemake_locks(RESULTS, LAYOUT.run_lock):
+        print(f"facesets: {messages.STALE_LOCK_CLEARED.format(results=RESULTS)}", file=sys.stderr)
+
+
+onstart:
+    try:
+        runlock.hold(RESULTS, LAYOUT.run_lock)  # no-op when taken above
+    except runlock.RunLocked as exc:
+        sys.exit(f"facesets: {exc}")
 SOURCES = {s["name"]: os.path.abspath(os.path.expanduser(s["path"])) for s in config["sources"]}
 SHARDS = config["embed"]["shards"]
 FACESETS = f'"{sys.executable}" -m facesets'

@@ -173,3 +173,32 @@ def test_enrich_without_landmark_models_estimates_pose(cache_file, tmp_path, eng
     assert side["pose"].shape == (n, 3) and np.isfinite(side["pose"]).all()
     assert "landmark_2d_106" not in side
     assert np.median(np.abs(side["pose"][:, 1])) < 25  # most of these photos face the camera
+
+
+def test_rerunning_refine_and_cluster_on_one_cache_is_byte_identical(cache_file, tmp_path):
+    """Re-running on an unchanged cache once appended the too-small faces again on every run."""
+    for stage, run, name in (("refine", lambda out: refine.run(cache_file, out, refine_params()), "refine_manifest.json"),
+                             ("cluster", lambda out: cluster_stage.run(cache_file, out, 0.55, 0.5), "manifest.json")):
+        out = tmp_path / stage
+        texts = []
+        for _ in range(3):
+            run(out)
+            texts.append((out / name).read_bytes())
+        assert texts[0] == texts[1] == texts[2], stage
+    man = refine.run(cache_file, tmp_path / "refine", refine_params())
+    assert man["removed"]["too_small"], "the test needs too-small clusters to exercise the re-pooling"
+    assert man["stats"]["accounted"]
+    assert sorted(refine.manifest_keys(man)) == sorted(FaceCache.load(cache_file).face_keys())
+
+
+def test_audit_catches_a_face_listed_twice(refined, cache_file):
+    from facesets.audit import faces_accounted
+
+    out, manifest = refined
+    cache = FaceCache.load(cache_file)
+    assert faces_accounted(cache, manifest, None) == []
+    planted = {**manifest, "removed": {**manifest["removed"],
+                                       "too_small": manifest["removed"]["too_small"] + manifest["removed"]["too_small"][:1]}}
+    problems = faces_accounted(cache, planted, None)
+    dup = manifest["removed"]["too_small"][0]["faces"][0][0]
+    assert any(dup in p and "listed 2 times" in p for p in problems), problems

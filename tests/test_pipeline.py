@@ -1,5 +1,6 @@
 """The Snakemake pipeline end to end: no-op dry runs, incremental reruns, threshold changes, profiles, report."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,8 +29,37 @@ def built(tmp_path_factory):
     copy_photos(a, A)
     copy_photos(b, B)
     cfg = write_config(wd, {"alpha": a, "beta": b}, refine={"min_faces": 2})
-    snakemake(wd, cfg)
+    sources_before = _inode_state(a, b)
+    old_umask = os.umask(0o022)  # the run's outputs must follow it (they used to be 0600 whatever it was)
+    try:
+        snakemake(wd, cfg)
+    finally:
+        os.umask(old_umask)
+    wd.joinpath("sources_before.json").write_text(json.dumps(sources_before))
     return wd, cfg, a, b
+
+
+def _inode_state(*roots) -> dict:
+    """Per source file: link count and ctime, which any hard link made to it changes."""
+    return {str(p): [p.stat().st_nlink, p.stat().st_ctime_ns] for r in roots for p in sorted(r.rglob("*")) if p.is_file()}
+
+
+def test_default_run_leaves_source_inodes_untouched(built):
+    wd, cfg, a, b = built
+    before = json.loads(wd.joinpath("sources_before.json").read_text())
+    assert _inode_state(a, b) == before
+    links = [p for p in (wd / "results/identities").rglob("*") if p.is_symlink()]
+    assert links and all(p.resolve().is_relative_to(a) or p.resolve().is_relative_to(b) for p in links)
+
+
+def test_outputs_follow_the_umask(built):
+    wd, *_ = built
+    res = wd / "results"
+    files = [p for p in res.rglob("*") if p.is_file() and not p.is_symlink()]
+    kinds = {".png", ".fsz", ".json", ".html", ".npz", ".csv"}
+    assert kinds <= {p.suffix for p in files}
+    wrong = {str(p.relative_to(res)): oct(p.stat().st_mode & 0o777) for p in files if p.stat().st_mode & 0o777 != 0o644}
+    assert not wrong
 
 
 def test_cache_has_both_sources_and_cross_source_alias(built):
@@ -306,3 +336,36 @@ def test_cluster_generic_profile_runs_shards_as_jobs(built, tmp_path):
     np.testing.assert_allclose(local.embeddings[order_l], remote.embeddings[order_r], atol=1e-5)
     assert {(e["source"], e["path"], e["status"]) for e in remote.files} == \
         {(e["source"], e["path"], e["status"]) for e in local.files}
+
+
+def test_undo_returns_the_pipeline_to_not_applied(built):
+    """After undo the corpus, the apply record and the report agree: the plans are not applied."""
+    wd, cfg, *_ = built
+    res = wd / "results"
+    corpus = res / "facesets_swap_ready"
+    assert planned(wd, cfg) == []
+    out = subprocess.run([sys.executable, "-m", "facesets", "undo", str(corpus)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert not (res / "curation/applied.json").exists() and not (corpus / "manifest.json").exists()
+    assert "not applied" in (res / "report/index.html").read_text()
+    assert "apply" in rules_of(planned(wd, cfg))
+    snakemake(wd, cfg)
+    assert (res / "curation/applied.json").is_file() and (corpus / "manifest.json").is_file()
+    assert "Curation: <b>applied</b>" in (res / "report/index.html").read_text()
+    assert planned(wd, cfg) == []
+
+
+def test_audit_takes_the_results_folder(built):
+    wd, cfg, *_ = built
+    out = subprocess.run([sys.executable, "-m", "facesets", "audit", str(wd / "results"), "--no-verify"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "audit: 0 problem(s)" in out.stdout
+    refine = json.loads((wd / "results/identities/facesets/refine_manifest.json").read_text())
+    name, fs = next(iter(refine["facesets"].items()))
+    fs["faces"].append(fs["faces"][0])  # a planted duplicate
+    bad = wd / "planted_refine.json"
+    bad.write_text(json.dumps(refine))
+    out = subprocess.run([sys.executable, "-m", "facesets", "audit", str(wd / "results"), "--no-verify",
+                          "--refine", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 1 and "listed 2 times by refine" in out.stdout, out.stdout
