@@ -224,12 +224,13 @@ def embed_source(
     store = FaceStore(store_dir)
     with store.locked():
         state = store.load()
-        entries = scan.list_source(root, ecfg["extensions"], shard)
+        unscanned = scan.Unscanned()
+        entries = scan.list_source(root, ecfg["extensions"], shard, unscanned)
         in_scope = {e.relpath for e in entries}
         prev = {p: e for (s, p), e in state.files.items() if s == source}
         known = state.content(sig)
         stats = {"files": len(entries), "unchanged": 0, "reused": 0, "embedded": 0, "noface": 0,
-                 "skipped": 0, "faces_added": 0, "removed": 0}
+                 "skipped": 0, "faces_added": 0, "removed": 0, "not_scanned": unscanned.as_json()["not_scanned"]}
         pending: list[dict] = []
         pending_faces: list[dict] = []
 
@@ -320,4 +321,7 @@ def embed_source(
         store.maybe_compact()
     stats["seconds"] = round(time.time() - t0, 3)
     log.info("embed %s%s: %s", source, f" shard {shard[0]}/{shard[1]}" if shard else "", stats)
+    if shard is None:  # a pipeline shard's counts are in its summary; the Snakemake run prints the totals
+        for line in unscanned.lines(f"source '{source}'"):
+            log.warning(line)
     return stats

@@ -1,6 +1,8 @@
 """Photo decoding for face work: EXIF orientation, reduced-scale JPEG decode, odd modes, clear skips.
 
 Every failure becomes `ImageSkip(reason)` so the caller can record it and go on with the run.
+HEIC/HEIF is read through pillow-heif's Pillow opener (registered on import), AVIF by Pillow's own
+plugin (in Pillow's wheels from 11.3); both decode at full size and then take the normal path.
 """
 from __future__ import annotations
 
@@ -11,6 +13,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+try:  # HEIC/HEIF (iPhone, recent Android): libheif applies the irot/imir turn and resets EXIF orientation to 1
+    import pillow_heif
+except ImportError:  # pragma: no cover - a dependency; without it HEIC files are skipped with the reason
+    pillow_heif = None
+else:
+    pillow_heif.register_heif_opener()
 
 # Pillow's own bomb check is replaced by our explicit pixel limit (config embed.max_image_pixels).
 Image.MAX_IMAGE_PIXELS = None
@@ -39,7 +48,8 @@ class Decoded:
     exif_datetime: str | None
 
 
-def _exif_datetime(img: Image.Image) -> str | None:
+def exif_datetime(img: Image.Image) -> str | None:
+    """EXIF DateTimeOriginal, else DateTimeDigitized, else DateTime (as written, e.g. '2019:05:04 12:00:00')."""
     try:
         exif = img.getexif()
     except Exception:
@@ -100,6 +110,41 @@ def to_rgb8(img: Image.Image) -> np.ndarray:
     return np.asarray(img)
 
 
+# ISO-BMFF major brands (bytes 8..12 after 'ftyp') of the formats read through an optional decoder
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+
+
+def _has_avif() -> bool:
+    from PIL import features
+
+    return bool(features.check("avif"))
+
+
+def _no_decoder(data: bytes) -> str | None:
+    """Why a file that Pillow could not open is still not "not an image": a HEIF/AVIF without its decoder."""
+    if data[4:8] != b"ftyp":
+        return None
+    brand = data[8:12]
+    if brand in _AVIF_BRANDS:
+        if _has_avif():
+            return "AVIF image that Pillow's AVIF decoder cannot open"
+        return "AVIF image, but this Pillow has no AVIF decoder (Pillow >= 11.3 wheels have one)"
+    if brand in _HEIF_BRANDS:
+        if pillow_heif is not None:
+            return "HEIC/HEIF image that libheif cannot open"
+        return "HEIC/HEIF image, but pillow-heif is not installed (pip install pillow-heif)"
+    return None
+
+
+def readable_extensions() -> set[str]:
+    """Lower-case extensions of the photo formats this install decodes (used to word the not-scanned hint)."""
+    Image.init()
+    photo = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".heic", ".heif",
+             ".hif", ".avif", ".jp2", ".j2k", ".jpx", ".jpf", ".tga", ".ppm", ".pgm", ".pnm", ".qoi"}
+    return {ext for ext, fmt in Image.registered_extensions().items() if ext in photo and fmt in Image.OPEN}
+
+
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
     """Parse the header only; reject what is not an image or too large to decode safely."""
     if not data:
@@ -107,7 +152,7 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageSkip("not an image (unrecognised format)") from None
+        raise ImageSkip(_no_decoder(data) or "not an image (unrecognised format)") from None
     except Exception as exc:  # Pillow raises many types for garbage headers
         raise ImageSkip(f"unreadable header: {exc}") from None
     w, h = img.size
@@ -123,12 +168,17 @@ def decode(data: bytes, *, max_pixels: int, long_side: int = 0) -> Decoded:
 
     With `long_side` > 0, JPEGs are decoded by libjpeg's DCT scaling (1/2, 1/4, 1/8) to the smallest
     size whose long side is still >= `long_side`: several times faster for large photos, and the
-    detector downsizes to det_size anyway. `scale` maps decoded pixels back to full size.
+    detector downsizes to det_size anyway. `scale` maps decoded pixels back to full size. Other
+    formats (PNG, WebP, HEIC, AVIF, ...) are decoded at full size (scale 1.0).
+
+    Orientation: the EXIF tag is applied to the decoded pixels. A HEIC comes out of libheif already
+    turned by its irot/imir boxes, with the tag reset to 1 by pillow-heif, so it is not turned twice; an
+    AVIF comes out of Pillow as stored, with the irot/imir turn reported as the EXIF tag.
     """
     img = open_image(data, max_pixels)
     full_w, full_h = img.size
     orient = orientation(img)
-    exif_dt = _exif_datetime(img)
+    exif_dt = exif_datetime(img)
     if long_side and img.format == "JPEG" and max(full_w, full_h) >= 2 * long_side:
         ratio = max(full_w, full_h) / long_side
         img.draft("RGB", (int(full_w / ratio) + 1, int(full_h / ratio) + 1))

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import __version__, atomic
 from .layout import Layout
+from .scan import NOT_SCANNED
 
 log = logging.getLogger(__name__)
 THUMB = 128
@@ -96,6 +97,20 @@ def _curation_state(applied: dict | None) -> str:
             f"{html.escape(str(counts.get('active_pngs', '?')))} crops)</p>")
 
 
+def _not_scanned(layout: Layout) -> str:
+    """Per source, the files no stage looked at, so nothing is left out without the user knowing."""
+    rows = []
+    for f in sorted(layout.listing.glob(f"*/{NOT_SCANNED}")):
+        counts = _read(f) or {}
+        for kind, what in (("not_scanned", "not scanned: add the extension to embed.extensions if it holds photos"),
+                           ("unsupported", "skipped: a type facesets does not decode (reasons in faces.csv)")):
+            for ext, n in sorted((counts.get(kind) or {}).items(), key=lambda kv: (-kv[1], kv[0])):
+                rows.append({"source": html.escape(f.parent.name), "extension": html.escape(ext or "(none)"),
+                             "files": f"{n:,}", "what": html.escape(what)})
+    return "<h2>Files not used</h2>" + (_table(rows, ["source", "extension", "files", "what"]) if rows
+                                         else "<p>every file in the sources was scanned</p>")
+
+
 def build(results: str | Path, out_dir: str | Path) -> Path:
     layout, out_dir = Layout(results), Path(out_dir)
     results = layout.results
@@ -132,6 +147,7 @@ def build(results: str | Path, out_dir: str | Path) -> Path:
     scols = ["stage", "faces", "persons", "singletons", "noface_images", "facesets", "quality_removed",
              "outliers_removed", "too_small_faces", "pngs"]
     sections.append("<h2>Stages</h2>" + _table(stages, scols))
+    sections.append(_not_scanned(layout))
 
     # contact sheets
     links = []

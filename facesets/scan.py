@@ -2,11 +2,30 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import stat as _stat
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Image types facesets knows but does not use: such a file is listed with this reason, so embed records it
+# as skipped (faces.csv, audit) instead of passing it over in silence. Naming the extension in
+# embed.extensions scans it like any photo instead.
+_RAW = (".dng .cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .orf .rw2 .raf .pef .srw .x3f .3fr .erf .kdc .mrw .rwl "
+        ".iiq .mos .dcr").split()
+UNSUPPORTED: dict[str, str] = {
+    ".gif": "unsupported format (.gif): GIF animations and 256-colour images are not used for faces",
+    **{e: f"unsupported format ({e}): camera RAW is not decoded (the camera's JPEG/HEIC of the shot is)" for e in _RAW},
+    ".psd": "unsupported format (.psd): Photoshop documents are not decoded",
+    ".svg": "unsupported format (.svg): a vector drawing, not a photo",
+    ".svgz": "unsupported format (.svgz): a vector drawing, not a photo",
+    ".jxl": "unsupported format (.jxl): JPEG XL is not decoded",
+}
 
 
 @dataclass(frozen=True)
@@ -26,15 +45,53 @@ def _has_ext(name: str, exts: tuple[str, ...]) -> bool:
     return name.lower().endswith(exts)
 
 
+def _plural(n: int, ext: str) -> str:
+    return f"{n:,} {ext or 'extension-less'} file{'' if n == 1 else 's'}"
+
+
+@dataclass
+class Unscanned:
+    """Per extension (lower case, '' for none), the files of a listing that are not embedded."""
+    not_scanned: Counter = field(default_factory=Counter)   # not in embed.extensions: listed nowhere
+    unsupported: Counter = field(default_factory=Counter)   # known image types listed as skipped (UNSUPPORTED)
+
+    def as_json(self) -> dict:
+        return {"not_scanned": dict(sorted(self.not_scanned.items())),
+                "unsupported": dict(sorted(self.unsupported.items()))}
+
+    def lines(self, label: str, shown: int = 8) -> list[str]:
+        """What to tell the user, e.g. "source 'phone': 1,204 .heic files not scanned: add them to embed.extensions"."""
+        if not (self.not_scanned or self.unsupported):
+            return []
+        from .imageio import readable_extensions  # only when there is something to say: no cv2 import otherwise
+
+        readable = readable_extensions()
+        by_count = sorted(self.not_scanned.items(), key=lambda kv: (-kv[1], kv[0]))
+        out = [f"{label}: {_plural(n, ext)} not scanned: add them to embed.extensions"
+               for ext, n in by_count if ext in readable]
+        rest = [(ext, n) for ext, n in by_count if ext not in readable]
+        if rest:
+            more = f" and {len(rest) - shown} more extensions" if len(rest) > shown else ""
+            out.append(f"{label}: also not scanned (not photo types facesets reads): "
+                       + ", ".join(_plural(n, ext) for ext, n in rest[:shown]) + more)
+        if self.unsupported:
+            out.append(f"{label}: recorded as skipped, an unsupported type (the reason is in faces.csv): "
+                       + ", ".join(_plural(n, ext) for ext, n in sorted(self.unsupported.items(),
+                                                                         key=lambda kv: (-kv[1], kv[0]))))
+        return out
+
+
 def list_source(root: str | Path, extensions: list[str] | tuple[str, ...],
-                shard: tuple[int, int] | None = None) -> list[Entry]:
+                shard: tuple[int, int] | None = None, unscanned: Unscanned | None = None) -> list[Entry]:
     """Every image-named entry under `root` (only shard `shard[0]` of `shard[1]` when given), sorted by path.
 
     The shard is picked from the name before any file is stat'ed: one embed job of a 100k-photo tree then
     stats 1/shards of it, not all of it (measured 7.5 s -> 0.8 s per job at 100k photos, 64 shards).
     Directory symlinks are not followed (a loop cannot trap the walk); unreadable folders, broken or
     looping file links and non-regular files named like images are listed with their problem so they
-    can be recorded as skipped rather than silently lost.
+    can be recorded as skipped rather than silently lost; so are files of a known image type that is not
+    used (UNSUPPORTED: GIF, camera RAW, ...) unless `extensions` names it. Every other file is counted
+    per extension into `unscanned` when given (the same walk: no stat, one dict update per file).
     """
     root = Path(root)
     if not root.is_dir():
@@ -60,8 +117,20 @@ def list_source(root: str | Path, extensions: list[str] | tuple[str, ...],
                 out.append(Entry(prefix + name, "symlink to a folder (not followed)"))
         for name in filenames:
             rel = prefix + name
-            if _has_ext(name, exts) and mine(rel):
-                out.append(_entry(rel, os.path.join(dirpath, name)))
+            low = name.lower()
+            if low.endswith(exts):
+                if mine(rel):
+                    out.append(_entry(rel, os.path.join(dirpath, name)))
+                continue
+            ext = os.path.splitext(low)[1]
+            why = UNSUPPORTED.get(ext)
+            if why is not None:
+                if mine(rel):
+                    out.append(Entry(rel, why))  # decided by the name: not even stat'ed
+                    if unscanned is not None:
+                        unscanned.unsupported[ext] += 1
+            elif unscanned is not None and mine(rel):
+                unscanned.not_scanned[ext] += 1
     out.sort(key=lambda e: e.relpath)
     return out
 
@@ -100,6 +169,9 @@ def shard_listing_digests(folder: str | Path, shards: int) -> list[str]:
     return out
 
 
+NOT_SCANNED = "not_scanned.json"
+
+
 def write_shard_listings(root: str | Path, extensions, shards: int, folder: str | Path) -> list[str]:
     """One small listing file per shard (`shard_NNN.tsv`), rewritten only when that shard changed on disk.
 
@@ -113,24 +185,36 @@ def write_shard_listings(root: str | Path, extensions, shards: int, folder: str 
     run) may rewrite a listing while a job runs, after which mtime and checksum both look up to date;
     the digest recorded with the job's params is the one it was started with, so such a change still
     re-runs the shard next time.
-    """
-    from .atomic import atomic_open
 
+    The same walk counts, per extension, the files that are not embedded: `not_scanned.json` beside the
+    listings ({"not_scanned": {".heic": 1204, ...}, "unsupported": {".gif": 3}}), and one warning line
+    per finding for the user (the Snakemake run prints these before the DAG, e.g. "source 'phone': 1,204
+    .heic files not scanned: add them to embed.extensions"). The source is named by the folder's name.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     texts = [[] for _ in range(shards)]
-    for e in list_source(root, extensions):
+    unscanned = Unscanned()
+    for e in list_source(root, extensions, unscanned=unscanned):
         texts[shard_of(e.relpath, shards)].append(listing_line(e))
     digests = []
     for k, lines in enumerate(texts):
-        path = folder / f"shard_{k:03d}.tsv"
         data = "".join(lines).encode("utf-8", "surrogateescape")  # names that are not UTF-8 stay as on disk
-        try:
-            same = path.read_bytes() == data
-        except OSError:
-            same = False
-        if not same:
-            with atomic_open(path, "wb", sweep=False) as fh:  # concurrent Snakemake processes may write it too
-                fh.write(data)
+        _write_if_changed(folder / f"shard_{k:03d}.tsv", data)
         digests.append(_digest(data))
+    _write_if_changed(folder / NOT_SCANNED, (json.dumps(unscanned.as_json(), indent=1) + "\n").encode())
+    for line in unscanned.lines(f"source '{folder.name}'"):
+        log.warning(line)
     return digests
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    from .atomic import atomic_open
+
+    try:
+        same = path.read_bytes() == data
+    except OSError:
+        same = False
+    if not same:
+        with atomic_open(path, "wb", sweep=False) as fh:  # concurrent Snakemake processes may write it too
+            fh.write(data)
