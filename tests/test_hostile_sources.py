@@ -45,7 +45,7 @@ def _hostile_tree(src: Path) -> dict[str, str]:
     (src / "truncated.jpg").write_bytes((FACES / "deepface/p01/img10.jpg").read_bytes()[:2000])
     (src / "not_an_image.jpg").write_text("hello")
     (src / "broken_link.jpg").symlink_to(src / "no_such_file.jpg")
-    return {"anim.gif": "unsupported", "empty.jpg": "", "truncated.jpg": "", "not_an_image.jpg": "",
+    return {"phone/anim.gif": "unsupported", "empty.jpg": "", "truncated.jpg": "", "not_an_image.jpg": "",
             "broken_link.jpg": ""}
 
 
@@ -153,7 +153,7 @@ def test_default_target_with_buffalo_l_models_uses_the_landmark_path(buffalo):
             i = keys.index(m["key"])
             pose = pose_of[m["key"]]
             want = float(np.clip(1 - np.hypot(pose[0], pose[1]) / 90.0, 0, 1))
-            assert m["quality"]["frontality"] == pytest.approx(want, abs=1e-6)
+            assert m["quality"]["frontality"] == pytest.approx(want, abs=1e-4)  # stored to 4 decimals
             kps_front = float(np.clip(1 - np.hypot(kps_pose[i][0], kps_pose[i][1]) / 90.0, 0, 1))
             differs += abs(kps_front - want) > 1e-3
             checked += 1
