@@ -1,4 +1,4 @@
-"""Benchmark facesets.clustering on identity-structured synthetic face embeddings.
+"""Benchmark facesets.identities.clustering on identity-structured synthetic face embeddings.
 
 The data imitate a family photo library: identity sizes follow a Zipf law (a few
 people with thousands of photos, many with a handful), plus a fraction of
@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facesets import clustering
-from facesets.clustering import bcubed, cluster_embeddings
+from facesets.identities import clustering
+from facesets.identities.clustering import bcubed, cluster_embeddings
 
 _GEN_CHUNK = 65_536
 

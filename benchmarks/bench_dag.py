@@ -61,10 +61,10 @@ GEN_VERSION = 1
 TARGET_DRY_S = 30.0
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
-from facesets import config as fsconfig
-from facesets.embed import engine_signature
-from facesets.scan import shard_of
-from facesets.store import FaceStore
+from facesets.core import config as fsconfig
+from facesets.embed.embedder import engine_signature
+from facesets.embed.scan import shard_of
+from facesets.embed.store import FaceStore
 
 # --------------------------------------------------------------------------- snakemake helpers (bench_e2e uses them)
 
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     fig["dry_s"], fig["dry_nothing_to_do"] = best, dry_ok
 
     # ---- where the dry run's time goes inside the Snakefile: listing the tree into per-shard listing files
-    from facesets.scan import write_shard_listings
+    from facesets.embed.scan import write_shard_listings
 
     listing_dir = results / "cache" / "listing" / SOURCE
     before = {p: p.stat().st_mtime_ns for p in listing_dir.glob("*.tsv")}

@@ -11,7 +11,7 @@ then, in --workdir with a fresh results folder and fresh .snakemake metadata:
 Each phase's wall time, and per rule the jobs and the summed `s` / `cpu_time` columns of
 results/benchmarks/**.tsv (Snakemake's benchmark files), with the throughput of each stage in photos/s.
 
-Inference share of the embed stage: facesets.embed.embed_source runs again in this process on the first
+Inference share of the embed stage: facesets.embed.embedder.embed_source runs again in this process on the first
 --profile-n photos (a fresh store, the pipeline's embed settings: embed.io_threads workers, one
 onnxruntime thread each), with timers around the onnxruntime sessions' run() calls (pure model
 inference), FaceEngine.detect/embed (inference plus insightface's pre/post-processing: resize, NMS,
@@ -97,8 +97,8 @@ class _TimedSession:
 
 
 def inference_share(lib: Path, files: int, cfg: dict, store: Path) -> dict:
-    from facesets import embed as fe
-    from facesets.engine import FaceEngine
+    from facesets.core.engine import FaceEngine
+    from facesets.embed import embedder as fe
 
     sub = store.parent / f"{store.name}-photos"
     shutil.rmtree(sub, ignore_errors=True)
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.n, args.profile_n = min(args.n, 12), min(args.profile_n, 6)
 
-    from facesets import config as fsconfig
+    from facesets.core import config as fsconfig
 
     pack, data = Path(args.pack).resolve(), Path(args.data)
     if not pack.is_dir():

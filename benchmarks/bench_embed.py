@@ -6,7 +6,7 @@ rotation tag) is generated once from the shared labelled face photos (upscaled, 
 canvas), then both paths run on it in the same process, alternating for --rounds rounds:
 
   plain     for each file: cv2.imread (full size, EXIF orientation applied) + FaceAnalysis.get
-  facesets  facesets.embed.embed_source into a fresh store (reduced-scale JPEG decode, workers that
+  facesets  facesets.embed.embedder.embed_source into a fresh store (reduced-scale JPEG decode, workers that
             read, hash, decode, detect and embed side by side)
 
 Model loading is excluded from both timings (each engine is built and warmed up first); each path's
@@ -216,7 +216,7 @@ def run_reference(app, files: list[Path], root: Path) -> dict:
     What facesets would give with no reduced decode at all: comparing facesets with it isolates what the
     reduced decode costs, free of the aliasing that makes the plain loop disagree with itself.
     """
-    from facesets.engine import aligned_face
+    from facesets.core.engine import aligned_face
 
     rec = app.models["recognition"]
     out: dict[str, list[Face]] = {}
@@ -244,10 +244,10 @@ class _Probe:
 
 
 def run_facesets(engine, cfg: dict, root: Path, store_dir: Path) -> dict:
-    """facesets.embed.embed_source into a fresh store, with the engine built beforehand."""
-    from facesets import embed as fe
-    from facesets import imageio
-    from facesets.store import FaceStore
+    """facesets.embed.embedder.embed_source into a fresh store, with the engine built beforehand."""
+    from facesets.core import imageio
+    from facesets.embed import embedder as fe
+    from facesets.embed.store import FaceStore
 
     shutil.rmtree(store_dir, ignore_errors=True)
     probe = _Probe()
@@ -395,8 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime
     from insightface.app import FaceAnalysis
 
-    from facesets import config as fsconfig
-    from facesets.engine import FaceEngine
+    from facesets.core import config as fsconfig
+    from facesets.core.engine import FaceEngine
 
     workdir = Path(args.workdir)
     lib = build_library(workdir, data, args.n, args.quality, args.noise)

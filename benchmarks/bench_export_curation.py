@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Export and curation benchmark: facesets' implementations against straightforward ones, side by side.
 
-1. export crops/s -- facesets.export.export_crops (each photo decoded once for all its faces, by libjpeg's
+1. export crops/s -- facesets.export.exporter.export_crops (each photo decoded once for all its faces, by libjpeg's
    DCT scaling where every crop frame of the photo is >= 2x out_size, decode in worker threads, ledger)
    against the same export_crops decoding every photo at full size (reduced_decode=False, the
    straightforward way), and against a plain loop written here: per face cv2.imread the full photo, cut
@@ -10,18 +10,18 @@
    export_crops runs with one re-detection (checks [[640, 0.5]], the plain loop's work) and, reduced,
    with the default verify.checks (three re-detections per crop, plus a masked retry where a bystander
    shows). Input: the 12 MP library of benchmarks/bench_embed.py (reused from its generator), embedded
-   once with facesets.embed.embed_source; every face becomes a crop (the gates are opened wide), grouped
+   once with facesets.embed.embedder.embed_source; every face becomes a crop (the gates are opened wide), grouped
    into identities of 20. The reduced-decode crops are compared with the full-decode ones pixel by pixel.
-2. byte-dedup PNGs/s -- facesets.plans.sha256_files (threads) against a sequential hashlib loop, and the
-   whole bytedup pass (facesets.plans.plan_bytedup) -- on a synthetic export of --facesets x --crops
+2. byte-dedup PNGs/s -- facesets.curation.plans.sha256_files (threads) against a sequential hashlib loop, and the
+   whole bytedup pass (facesets.curation.plans.plan_bytedup) -- on a synthetic export of --facesets x --crops
    512x512 PNGs built from the crops of step 1 (each copy made distinct by a PNG text chunk; 2 % copied
    byte-identically into another identity family, which the pass must find).
-3. near-duplicates -- facesets.neighbors.similar_pairs + components (blocked) against (a) a pairwise
+3. near-duplicates -- facesets.identities.neighbors.similar_pairs + components (blocked) against (a) a pairwise
    Python loop with union-find, per faceset as the neardup pass runs it, and (b) a full n x n matrix,
    over a whole cache of --cache-faces synthetic embeddings as dedup_report runs it (time and peak
    memory). The pair sets must be identical.
-4. bundle re-zip -- facesets.corpus.apply with a plan that drops crops from --changed facesets (it
-   re-zips only their bundles) against re-zipping every bundle with facesets.fsz.write_fsz; and the
+4. bundle re-zip -- facesets.curation.corpus.apply with a plan that drops crops from --changed facesets (it
+   re-zips only their bundles) against re-zipping every bundle with facesets.export.fsz.write_fsz; and the
    re-zip decision of a no-op re-apply with the CRC ledger (a PNG whose stat is unchanged is not read)
    against the same apply reading and CRC-ing every member PNG (the ledger made to trust nothing). Both
    write the same members.
@@ -58,16 +58,16 @@ sys.path.insert(0, str(HERE))
 
 import bench_embed
 
-from facesets import config as fsconfig
-from facesets import corpus as fcorpus
-from facesets import embed as fe
-from facesets import export as fexport
-from facesets import plans as fplans
-from facesets.cache import FaceCache
-from facesets.crops import dct_reduction, roop_frame
-from facesets.engine import FaceEngine
-from facesets.fsz import write_fsz
-from facesets.neighbors import components, similar_pairs
+from facesets.core import config as fsconfig
+from facesets.core.engine import FaceEngine
+from facesets.curation import corpus as fcorpus
+from facesets.curation import plans as fplans
+from facesets.embed import embedder as fe
+from facesets.embed.cache import FaceCache
+from facesets.export import exporter as fexport
+from facesets.export.crops import dct_reduction, roop_frame
+from facesets.export.fsz import write_fsz
+from facesets.identities.neighbors import components, similar_pairs
 
 SOURCE = "bench"
 TARGET = 1.0  # each facesets path must at least match the straightforward one

@@ -5,10 +5,11 @@ import sys
 
 from snakemake.utils import validate
 
-from facesets import config as fsconfig
-from facesets import messages, runlock
-from facesets.layout import Layout
-from facesets.scan import shard_listing_digests, write_shard_listings
+from facesets.core import config as fsconfig
+from facesets.core import messages
+from facesets.core import runlock
+from facesets.core.layout import Layout
+from facesets.embed.scan import shard_listing_digests, write_shard_listings
 
 # Snakemake's validate fills the schema defaults in and rejects unknown keys, naming them.
 validate(config, str(fsconfig.schema_path()))
@@ -26,7 +27,7 @@ RESULTS = config["results"]
 LAYOUT = Layout(RESULTS)
 
 if workflow.is_main_process:
-    # one run per results folder, whatever folder it was started from (facesets.runlock says why)
+    # one run per results folder, whatever folder it was started from (facesets.core.runlock says why)
     if runlock.runs_jobs(sys.argv):
         try:
             runlock.hold(RESULTS, LAYOUT.run_lock)
@@ -65,7 +66,7 @@ def settings(*sections, **extra):
 LISTING = f"{RESULTS}/cache/listing"
 
 # each embed job depends on its shard's small listing file, not on its photos, and on the listing's digest
-# as a param: see facesets.scan.write_shard_listings (jobs on other machines re-use the main process's listings)
+# as a param: see facesets.embed.scan.write_shard_listings (jobs on other machines re-use the main process's listings)
 LISTING_DIGESTS = {
     src: write_shard_listings(root, config["embed"]["extensions"], SHARDS, f"{LISTING}/{src}")
     if workflow.is_main_process else shard_listing_digests(f"{LISTING}/{src}", SHARDS)

@@ -1,7 +1,7 @@
 # Source trees -> per-shard face stores -> one cache snapshot. Embed depends on no threshold:
 # only the model and decode settings (params.settings) re-embed.
 
-from facesets.engine import ENGINE_REVISION
+from facesets.core.engine import ENGINE_REVISION
 
 # Speed-only knobs reach the job outside params so that changing them reruns nothing.
 EMBED_RUNTIME = json.dumps({"model": {"providers": config["model"]["providers"], "root": config["model"]["root"]},

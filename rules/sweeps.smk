@@ -1,6 +1,6 @@
 # Threshold sweeps: one target per combination of swept values (named by its values), all from the
 # one embed cache; adding a value runs only the new combinations.
-from facesets.sweep import combos
+from facesets.identities.sweep import combos
 
 SWEEPS = f"{RESULTS}/sweeps"
 SWEEP_COMBOS = combos(config["sweep"]["params"])

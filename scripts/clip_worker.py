@@ -12,7 +12,8 @@ import os
 import sys
 import time
 
-from worker_io import atomic_json as _atomic_json, load_queue
+from worker_io import atomic_json as _atomic_json
+from worker_io import load_queue
 
 
 def load_model(model_name, pretrained, device):

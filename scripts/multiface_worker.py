@@ -11,7 +11,8 @@ import os
 import sys
 import time
 
-from worker_io import atomic_json as _atomic_json, load_queue
+from worker_io import atomic_json as _atomic_json
+from worker_io import load_queue
 
 
 def main(queue_path, results_path):

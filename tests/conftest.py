@@ -25,7 +25,7 @@ def labels() -> list[dict]:
 
 
 def test_config(**overrides) -> dict:
-    from facesets import config
+    from facesets.core import config
 
     cfg = config.defaults()
     cfg["model"]["pack"] = str(PACK)
@@ -39,7 +39,7 @@ test_config.__test__ = False  # a helper, not a test
 
 @pytest.fixture(scope="session")
 def engine():
-    from facesets.engine import FaceEngine
+    from facesets.core.engine import FaceEngine
 
     return FaceEngine(str(PACK))
 
@@ -47,7 +47,7 @@ def engine():
 @pytest.fixture(scope="session")
 def shared_store(tmp_path_factory, engine):
     """The whole labeled photo set embedded once for every test that reads it."""
-    from facesets.embed import embed_source
+    from facesets.embed.embedder import embed_source
 
     store = tmp_path_factory.mktemp("shared_store") / "cache"
     stats = embed_source(FACES, store, "faces", test_config(), lambda: engine, progress=False)

@@ -6,12 +6,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facesets import atomic, config, corpus, plans, refine  # noqa: E402
-from facesets.cache import FaceCache  # noqa: E402
-from facesets.corpus import inventory  # noqa: E402
-from facesets.embed import embed_source  # noqa: E402
-from facesets.engine import FaceEngine  # noqa: E402
-from facesets.export import export_bundles, export_crops  # noqa: E402
+from facesets import refine  # noqa: E402
+from facesets.core import atomic, config
+from facesets.core.engine import FaceEngine  # noqa: E402
+from facesets.curation import corpus, plans
+from facesets.curation.corpus import inventory  # noqa: E402
+from facesets.embed.cache import FaceCache  # noqa: E402
+from facesets.embed.embedder import embed_source  # noqa: E402
+from facesets.export.exporter import export_bundles, export_crops  # noqa: E402
 
 
 def main(work: Path, pack: str) -> None:

@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
-
 from conftest import PACK, REPO
 
 

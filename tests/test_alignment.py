@@ -1,9 +1,9 @@
 """Anti-aliased alignment: a face's embedding does not depend on the resolution of the photo it is in."""
 import cv2
 import numpy as np
-
 from conftest import FACES, labels, needs_shared
-from facesets.engine import aligned_face
+
+from facesets.core.engine import aligned_face
 
 pytestmark = needs_shared
 

@@ -1,11 +1,11 @@
-"""facesets.clustering: exact path vs sklearn, scalable path vs exact, BCubed."""
+"""facesets.identities.clustering: exact path vs sklearn, scalable path vs exact, BCubed."""
 
 import numpy as np
 import pytest
 from sklearn.cluster import AgglomerativeClustering
 
-from facesets import clustering
-from facesets.clustering import bcubed, cluster_embeddings
+from facesets.identities import clustering
+from facesets.identities.clustering import bcubed, cluster_embeddings
 
 
 def _in_order(labels):

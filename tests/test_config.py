@@ -1,6 +1,6 @@
 import pytest
 
-from facesets import config
+from facesets.core import config
 
 
 def test_defaults_are_filled_in():

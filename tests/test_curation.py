@@ -10,14 +10,15 @@ import venv
 import cv2
 import numpy as np
 import pytest
+from conftest import PACK, copy_photos, needs_shared, test_config
 from PIL import Image, ImageEnhance
 
-from conftest import PACK, copy_photos, needs_shared, test_config
-from facesets import corpus, plans as P
-from facesets.cache import FaceCache
-from facesets.corpus import inventory
-from facesets.export import export_bundles, export_crops
-from facesets.workers import read_results, stage
+from facesets.curation import corpus
+from facesets.curation import plans as P
+from facesets.curation.corpus import inventory
+from facesets.curation.workers import read_results, stage
+from facesets.embed.cache import FaceCache
+from facesets.export.exporter import export_bundles, export_crops
 
 pytestmark = needs_shared
 CHECKS = [[640, 0.5], [320, 0.5], [640, 0.3]]
@@ -32,7 +33,7 @@ def _tree_hashes(root):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, engine):
     """An export of p01 (with burst shots), p03 split in two facesets, p04, p06 + synthesized crops."""
-    from facesets.embed import embed_source
+    from facesets.embed.embedder import embed_source
 
     tmp = tmp_path_factory.mktemp("curation")
     src = tmp / "src"
@@ -118,7 +119,7 @@ def test_plans_are_pure(world):
 
 
 def test_apply_undo_reapply(world, tmp_path, engine):
-    from facesets.verify import verify
+    from facesets.export.verify import verify
 
     corp = tmp_path / "corpus"
     assert corpus.mirror(world["export"], corp) > 0  # the export linked in, no plan applied yet
@@ -209,7 +210,7 @@ def test_second_interpreter_and_path_mapping(world, tmp_path):
                                    "det_size": 640, "det_thresh": 0.3}, [[str(world["export"]) + "/", str(mapped) + "/"]])
     queue = json.loads(q.read_text())
     assert all(it["path"].startswith(str(mapped) + "/") for it in queue["items"]) and n == len(queue["items"])
-    from facesets.workers import run
+    from facesets.curation.workers import run
     run("multiface", q, r, python=str(py))
     res = json.loads(r.read_text())
     assert res["python"] == str(py) and set(res["results"]) == {it["id"] for it in queue["items"]}
@@ -217,7 +218,7 @@ def test_second_interpreter_and_path_mapping(world, tmp_path):
 
 
 def test_windows_path_mapping():
-    from facesets.workers import map_path
+    from facesets.curation.workers import map_path
 
     assert map_path("/mnt/e/photos/x/a.png", [["/mnt/e/", "E:\\"]]) == "E:\\photos\\x\\a.png"
     assert map_path("/data/a.png", [["/mnt/e/", "E:\\"]]) == "/data/a.png"

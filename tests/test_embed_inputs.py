@@ -7,10 +7,10 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import FACES, needs_shared, test_config
 from PIL import Image
 
-from conftest import FACES, needs_shared, test_config
-from facesets.cache import FaceCache
+from facesets.embed.cache import FaceCache
 
 pytestmark = needs_shared
 PHOTO = FACES / "deepface/p01/img1.jpg"  # one face
@@ -64,7 +64,7 @@ def bad_tree(tmp_path_factory):
 def bad_cache(bad_tree, engine, tmp_path_factory):
     import builtins
 
-    from facesets.embed import embed_source
+    from facesets.embed.embedder import embed_source
 
     store = tmp_path_factory.mktemp("badstore") / "cache"
     cfg = test_config(embed={"max_image_pixels": 100_000_000})
@@ -121,7 +121,7 @@ def test_odd_modes_embed_like_the_original(bad_cache, engine):
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_is_applied(tmp_path, engine, orientation):
     """The stored pixels are transposed so that applying the EXIF tag gives the upright photo back."""
-    from facesets.embed import embed_source
+    from facesets.embed.embedder import embed_source
 
     upright = Image.open(PHOTO).convert("RGB")
     inverse = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
@@ -146,8 +146,9 @@ def test_exif_orientation_is_applied(tmp_path, engine, orientation):
 
 def test_source_tree_is_never_written(tmp_path, engine):
     """An audit hook sees every open(); nothing under the source may be opened for writing."""
-    from facesets.embed import embed_source
     from conftest import copy_photos
+
+    from facesets.embed.embedder import embed_source
 
     src = tmp_path / "src"
     copy_photos(src, ["deepface/p01/img1.jpg", "deepface/p04/img54.jpg", "insightface/_rotated/" +
@@ -179,7 +180,7 @@ def test_source_tree_is_never_written(tmp_path, engine):
 
 def test_shard_listing_stats_only_its_own_files(tmp_path, monkeypatch):
     """A shard's listing equals the filtered full listing, and stats only that shard's files."""
-    from facesets import scan
+    from facesets.embed import scan
 
     for d in ("a", "a/b", "c"):
         (tmp_path / d).mkdir(exist_ok=True)
@@ -207,7 +208,7 @@ def test_shard_listing_stats_only_its_own_files(tmp_path, monkeypatch):
 
 
 def test_shard_listings_change_only_where_the_tree_changed(tmp_path):
-    from facesets import scan
+    from facesets.embed import scan
 
     src, out = tmp_path / "src", tmp_path / "listing"
     src.mkdir()
@@ -252,7 +253,7 @@ class _ScoreByScale:
         self.seen: list[str] = []
 
     def detect(self, bgr, det_size=None, det_thresh=None):
-        from facesets.engine import Detections
+        from facesets.core.engine import Detections
 
         kind = "full" if bgr.shape[1] == self.full_width else "reduced"
         self.seen.append(kind)
@@ -275,7 +276,7 @@ class _ScoreByScale:
     (0.20, 0.20, False, 0),
 ])
 def test_borderline_detections_are_decided_at_full_size(tmp_path, reduced, full, expect_full, expect_faces):
-    from facesets.embed import Embedder, _read
+    from facesets.embed.embedder import Embedder, _read
 
     rng = np.random.default_rng(0)
     big = (rng.random((1500, 2000, 3)) * 255).astype(np.uint8)
@@ -298,8 +299,8 @@ def test_a_photo_the_models_cannot_take_is_recorded_not_fatal(tmp_path):
     """One photo whose analysis fails is recorded as skipped with the reason; the others are embedded."""
     import cv2
 
-    from facesets.embed import embed_source
-    from facesets.store import FaceStore
+    from facesets.embed.embedder import embed_source
+    from facesets.embed.store import FaceStore
 
     src = tmp_path / "src"
     src.mkdir()

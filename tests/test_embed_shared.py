@@ -4,10 +4,10 @@ import csv
 import shutil
 
 import numpy as np
-
 from conftest import FACES, copy_photos, labels, needs_shared, test_config
-from facesets.cache import FaceCache
-from facesets.store import FaceStore
+
+from facesets.embed.cache import FaceCache
+from facesets.embed.store import FaceStore
 
 pytestmark = needs_shared
 
@@ -62,7 +62,7 @@ def test_inspect_csv(shared_store, tmp_path):
 
 
 def test_duplicate_file_is_an_alias_and_rerun_is_incremental(tmp_path, engine):
-    from facesets.embed import embed_source
+    from facesets.embed.embedder import embed_source
 
     src = tmp_path / "src"
     copy_photos(src, ["deepface/p01/img1.jpg", "deepface/p03/img8.jpg", "photoprism/_no_face/" +
@@ -104,7 +104,7 @@ def test_duplicate_file_is_an_alias_and_rerun_is_incremental(tmp_path, engine):
 
 
 def test_model_change_reembeds(tmp_path, engine):
-    from facesets.embed import embed_source
+    from facesets.embed.embedder import embed_source
 
     src = tmp_path / "src"
     copy_photos(src, ["deepface/p01/img1.jpg", "deepface/p01/img2.jpg"])

@@ -6,14 +6,14 @@ import zipfile
 import cv2
 import numpy as np
 import pytest
+from conftest import FACES, copy_photos, needs_shared, test_config
 from PIL import Image, ImageFilter
 
-from conftest import FACES, copy_photos, needs_shared, test_config
-from facesets import cluster_stage, refine
-from facesets.cache import FaceCache
-from facesets.export import export_bundles, export_crops
-from facesets.fsz import write_fsz
-from facesets.verify import verify
+from facesets.embed.cache import FaceCache
+from facesets.export.exporter import export_bundles, export_crops
+from facesets.export.fsz import write_fsz
+from facesets.export.verify import verify
+from facesets.identities import cluster_stage, refine
 
 pytestmark = needs_shared
 CHECKS = [[640, 0.5], [320, 0.5], [640, 0.3]]
@@ -97,7 +97,7 @@ def test_manifests_and_exclusions_are_reported(exported):
 
 
 def test_blurred_copy_ranks_below_its_sharp_original(tmp_path, engine):
-    from facesets.embed import embed_source
+    from facesets.embed.embedder import embed_source
 
     src = tmp_path / "src"
     rels = [f"deepface/p01/{n}" for n in ("img1.jpg", "img2.jpg", "img4.jpg", "img5.jpg", "img6.jpg")]
@@ -184,8 +184,9 @@ def test_verify_reports_each_violation(tmp_path, engine, exported):
 
 
 def test_verify_cli_exit_code(tmp_path, exported):
-    from facesets.cli import main
     from conftest import PACK
+
+    from facesets.cli import main
 
     _, out, _, _ = exported
     assert main(["verify-fsz", str(out), "--model-pack", str(PACK), "--quiet"]) == 0
@@ -219,7 +220,7 @@ def _mad(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_libjpeg_padding_lands_where_each_orientation_turns_it():
-    from facesets.export import _upright_offset
+    from facesets.export.exporter import _upright_offset
 
     pw, ph = 1, 3  # right and bottom of the stored image
     expected = {1: (0, 0), 2: (pw, 0), 3: (pw, ph), 4: (0, ph), 5: (0, 0), 6: (ph, 0), 7: (ph, pw), 8: (0, pw)}
@@ -228,8 +229,8 @@ def test_libjpeg_padding_lands_where_each_orientation_turns_it():
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_reduced_decode_crop_matches_full_decode(orientation, engine):
-    from facesets.crops import dct_reduction, render, roop_frame
-    from facesets.export import decode_for_crops
+    from facesets.export.crops import dct_reduction, render, roop_frame
+    from facesets.export.exporter import decode_for_crops
 
     photo = cv2.imread(str(FACES / "deepface/p01/img4.jpg"))  # one face, frame ~1700 px
     upright = np.ascontiguousarray(photo[:1723, :2493])  # no side a multiple of the 8 px DCT block
@@ -248,9 +249,9 @@ def test_reduced_decode_crop_matches_full_decode(orientation, engine):
 
 
 def test_export_with_reduced_decode_matches_full_decode(tmp_path, engine, monkeypatch):
-    from facesets import export as fx
-    from facesets.crops import dct_reduction
-    from facesets.embed import embed_source
+    from facesets.embed.embedder import embed_source
+    from facesets.export import exporter as fx
+    from facesets.export.crops import dct_reduction
 
     src = tmp_path / "src"
     copy_photos(src, ["deepface/p01/img1.jpg", "deepface/p03/img49.jpg", "deepface/p04/img3.jpg",
@@ -291,8 +292,8 @@ def test_export_with_reduced_decode_matches_full_decode(tmp_path, engine, monkey
 
 def test_a_crop_does_not_depend_on_the_other_crops_rendered_with_it(tmp_path, engine):
     """The big face of a photo with a small bystander renders to the same bytes alone or with the bystander."""
-    from facesets.crops import dct_reduction
-    from facesets.embed import embed_source
+    from facesets.embed.embedder import embed_source
+    from facesets.export.crops import dct_reduction
 
     src = tmp_path / "src"
     copy_photos(src, ["deepface/p04/img54.jpg"])

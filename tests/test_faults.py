@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FACES, PACK, REPO, needs_shared
 from PIL import Image, ImageEnhance
 
-from conftest import FACES, PACK, REPO, needs_shared
-from facesets.cache import FaceCache
-from facesets.store import FaceStore
+from facesets.embed.cache import FaceCache
+from facesets.embed.store import FaceStore
 
 pytestmark = [needs_shared, pytest.mark.slow]
 WORKLOAD = REPO / "tests" / "fault_workload.py"
@@ -90,7 +90,7 @@ def clean(tmp_path_factory):
 
 
 def test_kill_at_seeded_points_then_resume(clean, tmp_path, engine):
-    from facesets.audit import audit
+    from facesets.curation.audit import audit
 
     _, expected, points = clean
     rng = random.Random(0)
@@ -135,7 +135,7 @@ def test_kill_at_seeded_points_then_resume(clean, tmp_path, engine):
 
 @pytest.mark.parametrize("at", ["write seg", "write crop", "journal move", "write faceset_001_all"])
 def test_disk_full_fails_cleanly_and_rerun_succeeds(clean, tmp_path, at, engine):
-    from facesets.audit import audit
+    from facesets.curation.audit import audit
 
     _, expected, points = clean
     n = next(i for i, p in enumerate(points, 1) if p.startswith(at.split(" crop")[0]) and

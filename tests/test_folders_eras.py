@@ -3,12 +3,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import FACES, copy_photos, needs_shared, test_config
 from PIL import Image
 
-from conftest import FACES, copy_photos, needs_shared, test_config
-from facesets import eras, folders
-from facesets.cache import FaceCache
-from facesets.exif_years import YearCache, read_year
+from facesets.embed.cache import FaceCache
+from facesets.embed.exif_years import YearCache, read_year
+from facesets.identities import eras, folders
 
 pytestmark = needs_shared
 
@@ -23,7 +23,7 @@ def _dated_copy(src, dst, year):
 
 @pytest.fixture(scope="module")
 def folder_world(tmp_path_factory, engine):
-    from facesets.embed import embed_source
+    from facesets.embed.embedder import embed_source
 
     tmp = tmp_path_factory.mktemp("folders")
     src = tmp / "src"
@@ -93,8 +93,8 @@ def test_folder_numbers_follow_refine_and_are_stable(folder_world):
 
 
 def test_folder_identities_export_with_label_bundles(folder_world, engine):
-    from facesets.cli import _identities_of
-    from facesets.export import export_bundles, export_crops
+    from facesets.cli.main import _identities_of
+    from facesets.export.exporter import export_bundles, export_crops
 
     tmp, src, params = folder_world
     folders.run(tmp / "faces.npz", tmp / "out4", params)

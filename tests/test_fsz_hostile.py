@@ -12,9 +12,9 @@ import zlib
 
 import cv2
 import pytest
-
 from conftest import FACES, PACK, needs_shared
-from facesets.fsz import read_members, write_fsz
+
+from facesets.export.fsz import read_members, write_fsz
 
 CHECKS = [[640, 0.5], [320, 0.5], [640, 0.3]]
 PEAK_LIMIT_KIB = 400 * 1024
@@ -173,8 +173,8 @@ def test_small_shared_member_and_lying_size_are_refused_by_read_members(tmp_path
 
 def test_member_over_the_out_size_cap_is_refused(tmp_path):
     """verify caps a member at what an out_size x out_size 8-bit RGB PNG can need (far below max_member_bytes)."""
-    from facesets.fsz import max_png_bytes
-    from facesets.verify import verify
+    from facesets.export.fsz import max_png_bytes
+    from facesets.export.verify import verify
 
     path = tmp_path / "big.fsz"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
@@ -211,7 +211,7 @@ def test_corrupt_member_is_a_violation_not_a_crash(tmp_path):
 
 def _face_crops(engine, tmp_path, rels):
     """Real 512x512 single-face crops, framed the way export frames them."""
-    from facesets.crops import make_crop
+    from facesets.export.crops import make_crop
 
     out = []
     for i, rel in enumerate(rels):
@@ -230,7 +230,7 @@ def _face_crops(engine, tmp_path, rels):
 
 @needs_shared
 def test_valid_bundle_still_passes(tmp_path, engine):
-    from facesets.verify import verify
+    from facesets.export.verify import verify
 
     bundle = tmp_path / "ok.fsz"
     write_fsz(bundle, _face_crops(engine, tmp_path, ["deepface/p01/img1.jpg", "deepface/p01/img5.jpg"]))

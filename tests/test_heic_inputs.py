@@ -16,10 +16,10 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from conftest import FACES, needs_shared, test_config
 from PIL import Image
 
-from conftest import FACES, needs_shared, test_config
-from facesets.cache import FaceCache
+from facesets.embed.cache import FaceCache
 
 pytestmark = needs_shared
 PHOTO = FACES / "deepface/p01/img1.jpg"  # exactly one face (labels.csv), upright, EXIF date 2019
@@ -50,7 +50,7 @@ def phone_tree(tmp_path_factory):
 
     if not pillow_heif.libheif_info().get("HEIF"):
         pytest.skip("this pillow-heif build has no HEVC encoder to write the test HEIC")
-    pillow_heif.register_heif_opener()  # to write the test files (facesets.imageio registers it for reading)
+    pillow_heif.register_heif_opener()  # to write the test files (facesets.core.imageio registers it for reading)
     src = tmp_path_factory.mktemp("phone") / "src"
     (src / "camera").mkdir(parents=True)
     (src / "phone").mkdir()
@@ -73,7 +73,7 @@ def phone_tree(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def phone_cache(phone_tree, engine, tmp_path_factory):
-    from facesets.embed import embed_source
+    from facesets.embed.embedder import embed_source
 
     store = tmp_path_factory.mktemp("phone_store") / "cache"
     stats = embed_source(phone_tree, store, "phone", test_config(), lambda: engine, progress=False)
@@ -115,7 +115,7 @@ def test_heic_and_avif_embed_like_the_jpeg(phone_cache):
 
 
 def test_exif_year_is_read_from_heic_and_avif(phone_tree, tmp_path):
-    from facesets.exif_years import YearCache, read_year
+    from facesets.embed.exif_years import YearCache, read_year
 
     assert read_year(phone_tree / HEIC) == 2013
     assert read_year(phone_tree / AVIF) == 2011
@@ -128,7 +128,7 @@ def test_exif_year_is_read_from_heic_and_avif(phone_tree, tmp_path):
 
 
 def test_export_crops_from_heic_and_avif_sources(phone_cache, tmp_path, engine):
-    from facesets.export import decode_for_crops, export_crops
+    from facesets.export.exporter import decode_for_crops, export_crops
 
     cache, _ = phone_cache
     cache.save(tmp_path / "faces.npz")
@@ -152,7 +152,7 @@ def test_export_crops_from_heic_and_avif_sources(phone_cache, tmp_path, engine):
 
 
 def test_gif_is_recorded_as_skipped_with_the_reason(phone_cache, phone_tree):
-    from facesets import scan
+    from facesets.embed import scan
 
     cache, stats = phone_cache
     by = {e["path"]: e for e in cache.files}
@@ -166,7 +166,7 @@ def test_gif_is_recorded_as_skipped_with_the_reason(phone_cache, phone_tree):
 
 
 def test_unscanned_extensions_are_counted_per_source(phone_cache, phone_tree, tmp_path, caplog, engine):
-    from facesets import scan
+    from facesets.embed import scan
 
     _, stats = phone_cache
     assert stats["not_scanned"] == {".aae": 1, ".mov": 1, ".txt": 1}
@@ -178,7 +178,7 @@ def test_unscanned_extensions_are_counted_per_source(phone_cache, phone_tree, tm
     for i in range(3):
         shutil.copy2(PHOTO, extra / "2009" / f"p{i}.JPG")
         (extra / "2009" / f"p{i}.HEIC").write_bytes(b"x")
-    with caplog.at_level(logging.WARNING, logger="facesets.scan"):
+    with caplog.at_level(logging.WARNING, logger="facesets.embed.scan"):
         for name, root in (("phone", phone_tree), ("family", extra)):
             scan.write_shard_listings(root, old_exts, 4, tmp_path / "listing" / name)
     counts = {n: json.loads((tmp_path / "listing" / n / scan.NOT_SCANNED).read_text()) for n in ("phone", "family")}
@@ -197,19 +197,19 @@ def test_unscanned_extensions_are_counted_per_source(phone_cache, phone_tree, tm
     assert f"{GIF}\t!unsupported format (.gif)" in tsv and ".HEIC" not in tsv and ".MOV" not in tsv
 
     # `facesets embed SRC CACHE` (no shards) says the same for its source
-    from facesets.embed import embed_source
+    from facesets.embed.embedder import embed_source
 
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="facesets.embed"):
+    with caplog.at_level(logging.WARNING, logger="facesets.embed.embedder"):
         stats = embed_source(extra, tmp_path / "family_store", "family", test_config(embed={"extensions": old_exts}),
                              lambda: engine, progress=False)
     assert stats["not_scanned"] == {".heic": 3}
-    assert [r.getMessage() for r in caplog.records if r.name == "facesets.embed"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "facesets.embed.embedder"] == [
         "source 'family': 3 .heic files not scanned: add them to embed.extensions"]
 
     # with the defaults HEIC and AVIF are scanned: only the non-photos are left, and no hint to add them
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="facesets.scan"):
+    with caplog.at_level(logging.WARNING, logger="facesets.embed.scan"):
         scan.write_shard_listings(phone_tree, test_config()["embed"]["extensions"], 4, tmp_path / "listing" / "phone")
     assert json.loads((tmp_path / "listing" / "phone" / scan.NOT_SCANNED).read_text())["not_scanned"] == {
         ".aae": 1, ".mov": 1, ".txt": 1}
@@ -229,7 +229,7 @@ def test_facesets_registers_the_decoders_itself(phone_tree):
 
 
 def test_a_missing_decoder_is_named_in_the_skip_reason(phone_tree, monkeypatch):
-    from facesets import imageio
+    from facesets.core import imageio
 
     heic, avif = (phone_tree / HEIC).read_bytes(), (phone_tree / AVIF).read_bytes()
     assert {".heic", ".heif", ".avif"} <= imageio.readable_extensions()

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import FACES, SHARED, copy_photos, needs_shared
-from facesets.cache import FaceCache
+from PIL import Image
 from pipeline_util import planned, snakemake, write_config
+
+from facesets.embed.cache import FaceCache
 
 pytestmark = [needs_shared, pytest.mark.slow]
 LATIN1 = os.fsdecode(b"caf\xe9 \xe0 la plage.jpg")  # not UTF-8: old NAS shares and Windows copies
@@ -132,8 +132,8 @@ def buffalo(tmp_path_factory):
 
 
 def test_default_target_with_buffalo_l_models_uses_the_landmark_path(buffalo):
-    from facesets.enrich import load as load_enrich
-    from facesets.pose import pose_from_kps
+    from facesets.identities.enrich import load as load_enrich
+    from facesets.identities.pose import pose_from_kps
 
     res = buffalo / "results"
     cache = FaceCache.load(res / "cache/faces.npz")

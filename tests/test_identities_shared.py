@@ -4,11 +4,11 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import FACES, copy_photos, labels, needs_shared, test_config
-from facesets import cluster_stage, dedup, enrich, refine
-from facesets.cache import FaceCache
-from facesets.evaluate import evaluate, read_labels
+
+from facesets.embed.cache import FaceCache
+from facesets.identities import cluster_stage, dedup, enrich, refine
+from facesets.identities.evaluate import evaluate, read_labels
 
 pytestmark = needs_shared
 SMALL = {"min_faces": 3}
@@ -95,7 +95,7 @@ def test_raw_cluster_manifest(cache_file, tmp_path):
 
 def test_extend_keeps_numbers_and_places_newcomers(tmp_path, engine):
     """Embed half the photos, build identities, add the other half, re-run."""
-    from facesets.embed import embed_source
+    from facesets.embed.embedder import embed_source
 
     src = tmp_path / "src"
     by_id = collections.defaultdict(list)
@@ -150,7 +150,7 @@ def test_extend_keeps_numbers_and_places_newcomers(tmp_path, engine):
 def test_dedup_report(tmp_path, engine):
     from PIL import Image
 
-    from facesets.embed import embed_source
+    from facesets.embed.embedder import embed_source
 
     src = tmp_path / "src"
     copy_photos(src, ["deepface/p01/img1.jpg", "deepface/p03/img8.jpg"])
@@ -192,7 +192,7 @@ def test_rerunning_refine_and_cluster_on_one_cache_is_byte_identical(cache_file,
 
 
 def test_audit_catches_a_face_listed_twice(refined, cache_file):
-    from facesets.audit import faces_accounted
+    from facesets.curation.audit import faces_accounted
 
     out, manifest = refined
     cache = FaceCache.load(cache_file)

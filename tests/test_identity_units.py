@@ -4,10 +4,10 @@ import os
 import numpy as np
 import pytest
 
-from facesets import identities as ids
-from facesets.evaluate import score
-from facesets.links import place, safe_dst_name
-from facesets.pose import pose_from_kps, symmetry_from_kps
+from facesets.core.links import place, safe_dst_name
+from facesets.identities import shared as ids
+from facesets.identities.evaluate import score
+from facesets.identities.pose import pose_from_kps, symmetry_from_kps
 
 
 def test_number_groups_keeps_numbers_by_overlap_and_never_reuses():

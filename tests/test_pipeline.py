@@ -6,14 +6,13 @@ import subprocess
 import sys
 
 import numpy as np
-
 import pytest
 import yaml
-
 from conftest import FACES, copy_photos, needs_shared
-from facesets.cache import FaceCache
-from facesets.scan import shard_of
 from pipeline_util import planned, rules_of, snakemake, write_config
+
+from facesets.embed.cache import FaceCache
+from facesets.embed.scan import shard_of
 
 pytestmark = [needs_shared, pytest.mark.slow]
 

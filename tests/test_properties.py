@@ -7,8 +7,9 @@ import zipfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from facesets import atomic, corpus
-from facesets.corpus import Journal, inventory
+from facesets.core import atomic
+from facesets.curation import corpus
+from facesets.curation.corpus import Journal, inventory
 
 NAMES = st.sampled_from([f"faceset_{i:03d}" for i in range(1, 6)] + ["faceset_001_2010-13", "alice"])
 
@@ -111,7 +112,7 @@ def test_journal_round_trip_survives_a_torn_line(tmp_path_factory, entries, torn
                                                  st.text(min_size=1, max_size=20)), max_size=4), max_size=4))
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_identity_manifest_round_trip(tmp_path_factory, groups):
-    from facesets import identities as ids
+    from facesets.identities import shared as ids
 
     out = tmp_path_factory.mktemp("m")
     manifest = ids.header("refine", "cache.npz", {"x": 1})

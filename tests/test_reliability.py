@@ -4,20 +4,21 @@ import sys
 import zipfile
 
 import pytest
-
 from conftest import FACES, PACK, copy_photos, needs_shared, test_config
-from facesets import config, corpus
-from facesets.cache import FaceCache
-from facesets.fsz import read_members
+
+from facesets.core import config
+from facesets.curation import corpus
+from facesets.embed.cache import FaceCache
+from facesets.export.fsz import read_members
 
 CHECKS = [[640, 0.5], [320, 0.5], [640, 0.3]]
 
 
 @needs_shared
 def test_source_changed_or_gone_between_embed_and_export(tmp_path, engine):
-    from facesets.embed import embed_source
-    from facesets.export import export_bundles, export_crops
-    from facesets.verify import verify
+    from facesets.embed.embedder import embed_source
+    from facesets.export.exporter import export_bundles, export_crops
+    from facesets.export.verify import verify
 
     src = tmp_path / "src"
     rels = [f"deepface/p01/{n}" for n in ("img1.jpg", "img2.jpg", "img4.jpg", "img5.jpg")]

@@ -6,9 +6,9 @@ import sys
 import time
 
 import numpy as np
-
 from conftest import FACES, PACK, identity_photos, needs_shared
-from facesets.store import FaceStore
+
+from facesets.embed.store import FaceStore
 
 pytestmark = needs_shared
 FLUSH = 10
@@ -83,7 +83,7 @@ def test_kill_resume_equals_uninterrupted(tmp_path):
 
 
 def test_second_writer_is_refused(tmp_path):
-    from facesets.store import StoreLocked
+    from facesets.embed.store import StoreLocked
 
     store = FaceStore(tmp_path / "c")
     with store.locked():

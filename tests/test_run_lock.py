@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, copy_photos, identity_photos, needs_shared
-from facesets import runlock
 from pipeline_util import snakemake, write_config
+
+from facesets.core import runlock
 
 pytestmark = [needs_shared, pytest.mark.slow]
 

@@ -1,7 +1,7 @@
 """The face store's flush costs O(new work): older segments are never rewritten."""
 import numpy as np
 
-from facesets.store import FaceStore
+from facesets.embed.store import FaceStore
 
 
 def _batch(start: int, n_files: int, faces_per_file: int = 2, dim: int = 512):

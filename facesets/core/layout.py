@@ -1,0 +1,146 @@
+"""Where every stage's output lives under the results folder: the one place that spells the layout out.
+
+The rules, the report, the audit and undo all read their paths from here, so moving a file means
+changing one line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    results: Path
+
+    def __init__(self, results: str | Path):
+        object.__setattr__(self, "results", Path(results))
+
+    # embed
+    @property
+    def cache_dir(self) -> Path:
+        return self.results / "cache"
+
+    @property
+    def cache(self) -> Path:
+        return self.cache_dir / "faces.npz"
+
+    @property
+    def cache_csv(self) -> Path:
+        return self.cache_dir / "faces.csv"
+
+    @property
+    def store(self) -> Path:
+        return self.cache_dir / "store"
+
+    @property
+    def listing(self) -> Path:
+        return self.cache_dir / "listing"
+
+    @property
+    def shard_summaries(self) -> Path:
+        return self.cache_dir / "shards"
+
+    @property
+    def duplicates(self) -> Path:
+        return self.cache_dir / "faces.duplicates.json"
+
+    @property
+    def enrich(self) -> Path:
+        return self.cache_dir / "enrich.npz"
+
+    # identities
+    @property
+    def raw(self) -> Path:
+        return self.results / "identities" / "raw"
+
+    @property
+    def raw_manifest(self) -> Path:
+        return self.raw / "manifest.json"
+
+    @property
+    def refined(self) -> Path:
+        return self.results / "identities" / "facesets"
+
+    @property
+    def refine_manifest(self) -> Path:
+        return self.refined / "refine_manifest.json"
+
+    @property
+    def evaluation(self) -> Path:
+        return self.refined / "evaluation.json"
+
+    @property
+    def folders_manifest(self) -> Path:
+        return self.results / "identities" / "folders" / "folders_manifest.json"
+
+    @property
+    def eras_manifest(self) -> Path:
+        return self.results / "identities" / "eras" / "eras_manifest.json"
+
+    # export and curation
+    @property
+    def export(self) -> Path:
+        return self.results / "export"
+
+    @property
+    def export_manifest(self) -> Path:
+        return self.export / "manifest.json"
+
+    @property
+    def crops_index(self) -> Path:
+        return self.export / "crops.json"
+
+    @property
+    def verify_export(self) -> Path:
+        return self.export / "verify.json"
+
+    @property
+    def curation(self) -> Path:
+        return self.results / "curation"
+
+    @property
+    def plans(self) -> Path:
+        return self.curation / "plans"
+
+    @property
+    def applied(self) -> Path:
+        """The apply rule's output: present exactly while the corpus holds an applied state."""
+        return self.curation / "applied.json"
+
+    @property
+    def verify_corpus(self) -> Path:
+        return self.curation / "verify.json"
+
+    @property
+    def corpus(self) -> Path:
+        return self.results / "facesets_swap_ready"
+
+    @property
+    def corpus_manifest(self) -> Path:
+        return self.corpus / "manifest.json"
+
+    # the rest
+    @property
+    def sweeps(self) -> Path:
+        return self.results / "sweeps"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.results / "report"
+
+    @property
+    def logs(self) -> Path:
+        return self.results / "logs"
+
+    @property
+    def run_lock(self) -> Path:
+        """Held by the Snakemake run that works on this results folder (see facesets.core.runlock)."""
+        return self.results / ".facesets-run.lock"
+
+    @classmethod
+    def of_corpus(cls, corpus: str | Path) -> "Layout | None":
+        """The layout a pipeline's corpus sits in; None for a corpus made by hand elsewhere."""
+        corpus = Path(corpus).resolve()
+        layout = cls(corpus.parent)
+        return layout if layout.corpus == corpus else None

@@ -1,0 +1,52 @@
+"""Staging work for the stand-alone GPU workers (scripts/*_worker.py) and running them.
+
+A queue holds every exported crop with its path as the worker's interpreter sees it (config
+workers.path_map, e.g. `/mnt/e/` -> `E:\\` for a Windows venv driven from WSL), plus the settings the
+worker needs. Results come back keyed by the crop's id (`<faceset>/faces/<file>`), so no reverse
+mapping is needed.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from facesets.core import atomic
+from facesets.curation.corpus import inventory
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def map_path(path: str | Path, path_map: list[list[str]]) -> str:
+    s = os.path.abspath(path)
+    for src, dst in path_map:
+        if s.startswith(src):
+            rest = s[len(src):]
+            if "\\" in dst:  # a Windows target: its separators too
+                rest = rest.replace("/", "\\")
+            return dst + rest
+    return s
+
+
+def stage(export_dir: str | Path, out: str | Path, settings: dict, path_map: list[list[str]]) -> int:
+    export_dir = Path(export_dir)
+    inv = inventory(export_dir)
+    items = [{"id": f"{f}/faces/{c.name}", "path": map_path(export_dir / f / "faces" / c.name, path_map)}
+             for f, crops in inv.facesets.items() for c in crops]
+    if "pack" in settings and os.path.isdir(os.path.expanduser(settings["pack"])):
+        settings = dict(settings, pack=map_path(os.path.expanduser(settings["pack"]), path_map))
+    atomic.write_json(out, {"settings": settings, "items": items})
+    return len(items)
+
+
+def run(worker: str, queue: str | Path, results: str | Path, python: str | None = None) -> None:
+    script = SCRIPTS / f"{worker}_worker.py"
+    cmd = [python or sys.executable, str(script), str(queue), str(results)]
+    subprocess.run(cmd, check=True)
+
+
+def read_results(path: str | Path | None) -> dict | None:
+    if not path or not Path(path).is_file():
+        return None
+    return atomic.read_json(path)["results"]

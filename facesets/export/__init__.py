@@ -1,0 +1,1 @@
+"""Identities -> swap-ready crops and .fsz bundles: framing, ranking, verification against roop's contract."""

@@ -1,0 +1,1 @@
+"""The results folder -> an offline HTML report."""
