@@ -174,40 +174,57 @@ def shard_listing_digests(folder: str | Path, shards: int) -> list[str]:
 NOT_SCANNED = "not_scanned.json"
 
 
-def write_shard_listings(root: str | Path, extensions, shards: int, folder: str | Path) -> list[str]:
-    """One small listing file per shard (`shard_NNN.tsv`), rewritten only when that shard changed on disk.
+@dataclass
+class ShardListings:
+    """A source's listing, split by shard, held in memory: parsing the Snakefile computes it (reads only);
+    the `shard_listing` jobs write it (see `write_shard_listings`)."""
+    texts: list[bytes]
+    unscanned: Unscanned
+
+    @property
+    def digests(self) -> list[str]:
+        return [_digest(t) for t in self.texts]
+
+
+def shard_listings(root: str | Path, extensions, shards: int) -> ShardListings:
+    """Walk `root` once: each shard's listing text (path and size/mtime of each file, or why it cannot be
+    read) and the per-extension counts of the files that are not embedded. Writes nothing.
 
     The pipeline makes each embed job depend on its shard's listing instead of its photos: Snakemake
     spends ~0.2 ms per input file building the DAG (a 100k-photo no-op dry run took 23 s, nearly all of
     it in Snakemake's per-file bookkeeping), while one listing per shard costs the same at any library
     size. A file added, changed (size/mtime), removed or newly unreadable changes its shard's listing
-    and so re-runs exactly that shard; an unchanged listing is left alone, mtime included.
-
-    Returns each listing's digest, for the rule's params: another Snakemake process (a dry run during a
-    run) may rewrite a listing while a job runs, after which mtime and checksum both look up to date;
-    the digest recorded with the job's params is the one it was started with, so such a change still
-    re-runs the shard next time.
-
-    The same walk counts, per extension, the files that are not embedded: `not_scanned.json` beside the
-    listings ({"not_scanned": {".heic": 1204, ...}, "unsupported": {".gif": 3}}), and one warning line
-    per finding for the user (the Snakemake run prints these before the DAG, e.g. "source 'phone': 1,204
-    .heic files not scanned: add them to embed.extensions"). The source is named by the folder's name.
+    and so re-runs exactly that shard.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     texts = [[] for _ in range(shards)]
     unscanned = Unscanned()
     for e in list_source(root, extensions, unscanned=unscanned):
         texts[shard_of(e.relpath, shards)].append(listing_line(e))
-    digests = []
-    for k, lines in enumerate(texts):
-        data = "".join(lines).encode("utf-8", "surrogateescape")  # names that are not UTF-8 stay as on disk
-        _write_if_changed(folder / f"shard_{k:03d}.tsv", data)
-        digests.append(_digest(data))
-    _write_if_changed(folder / NOT_SCANNED, (json.dumps(unscanned.as_json(), indent=1) + "\n").encode())
-    for line in unscanned.lines(f"source '{folder.name}'"):
+    # names that are not UTF-8 stay as on disk
+    return ShardListings(["".join(lines).encode("utf-8", "surrogateescape") for lines in texts], unscanned)
+
+
+def write_listing(path: str | Path, data: bytes) -> None:
+    """Write one shard's listing, leaving it alone (mtime included) when it already holds `data`."""
+    _write_if_changed(Path(path), data)
+
+
+def write_not_scanned(path: str | Path, unscanned: Unscanned) -> None:
+    """`not_scanned.json` beside the listings: {"not_scanned": {".heic": 1204, ...}, "unsupported": {".gif": 3}}."""
+    _write_if_changed(Path(path), (json.dumps(unscanned.as_json(), indent=1) + "\n").encode())
+
+
+def write_shard_listings(root: str | Path, extensions, shards: int, folder: str | Path) -> list[str]:
+    """Every shard's listing (`shard_NNN.tsv`) and `not_scanned.json` written into `folder` now (direct use
+    and tests; the pipeline writes them in jobs). Returns each listing's digest."""
+    folder = Path(folder)
+    lst = shard_listings(root, extensions, shards)
+    for k, data in enumerate(lst.texts):
+        write_listing(folder / f"shard_{k:03d}.tsv", data)
+    write_not_scanned(folder / NOT_SCANNED, lst.unscanned)
+    for line in lst.unscanned.lines(f"source '{folder.name}'"):
         log.warning(line)
-    return digests
+    return lst.digests
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:
@@ -218,5 +235,6 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     except OSError:
         same = False
     if not same:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(path, "wb", sweep=False) as fh:  # concurrent Snakemake processes may write it too
             fh.write(data)
