@@ -293,19 +293,10 @@ def _read_plans(paths: list[str]) -> list[dict]:
 
 
 def cmd_stage_worker(args) -> int:
-    from facesets.curation.workers import stage
+    from facesets.curation.workers import queue_settings, stage
 
     cfg = _settings(args)
-    w = cfg["workers"]
-    providers = w["providers"] or cfg["model"]["providers"]
-    if args.worker == "multiface":
-        mf = cfg["curation"]["multiface"]
-        settings = {"pack": cfg["model"]["pack"], "root": cfg["model"]["root"], "providers": providers,
-                    "det_size": cfg["model"]["det_size"], "det_thresh": min(0.3, mf["min_det_score"])}
-    else:
-        oc = cfg["curation"]["occlusion"]
-        settings = {k: oc[k] for k in ("model", "pretrained", "prompts", "batch_size")}
-    n = stage(args.export, args.out, settings, w["path_map"])
+    n = stage(args.export, args.out, queue_settings(cfg, args.worker), cfg["workers"]["path_map"])
     log.info("staged %d crops for the %s worker in %s", n, args.worker, args.out)
     return 0
 

@@ -50,3 +50,29 @@ def read_results(path: str | Path | None) -> dict | None:
     if not path or not Path(path).is_file():
         return None
     return atomic.read_json(path)["results"]
+
+
+# The multi-face worker detects down to this score (or the configured one, if lower) so that the plan can
+# apply any `curation.multiface.min_det_score` at or above it to the stored scores without re-running it.
+MULTIFACE_DET_FLOOR = 0.3
+
+
+def score_settings(cfg: dict, worker: str) -> dict:
+    """Only what changes a worker's scores (a rule's params): thresholds applied to the scores live in the
+    plan rules, and how the worker runs (interpreter, providers, path map) is no part of it."""
+    if worker == "multiface":
+        floor = min(MULTIFACE_DET_FLOOR, cfg["curation"]["multiface"]["min_det_score"])
+        return {"model": {k: cfg["model"][k] for k in ("pack", "det_size", "det_thresh")},
+                "curation": {"multiface": {"min_det_score": floor}}}
+    occ = cfg["curation"]["occlusion"]
+    return {"curation": {"occlusion": {k: occ[k] for k in ("model", "pretrained", "prompts", "batch_size")}}}
+
+
+def queue_settings(cfg: dict, worker: str) -> dict:
+    """The settings a worker's queue carries: its score settings, plus where its model is and how to run it."""
+    if worker == "multiface":
+        s = score_settings(cfg, worker)
+        return {"pack": cfg["model"]["pack"], "root": cfg["model"]["root"],
+                "providers": cfg["workers"]["providers"] or cfg["model"]["providers"],
+                "det_size": cfg["model"]["det_size"], "det_thresh": s["curation"]["multiface"]["min_det_score"]}
+    return score_settings(cfg, worker)["curation"]["occlusion"]
