@@ -7,3 +7,36 @@ STALE_LOCK_CLEARED = ("cleared Snakemake's lock left by a run that was killed (n
                       "the run resumes where the killed one stopped")
 LIVE_LOCK = ("Snakemake's lock on {results} belongs to a live run ({holder}): wait for it to finish or stop it; "
              "do not use --unlock")
+
+# ---------------------------------------------------------------- model packs (facesets.core.models)
+PACK_FOLDER_MISSING = ("model pack folder {path} not found: point model.pack (or --model-pack) at a folder that "
+                       "holds a face detector and a recognizer .onnx, or name an installed pack such as buffalo_l")
+PACK_NOT_A_FOLDER = "model pack {path} is a file, not a folder: point model.pack at the folder that holds the .onnx files"
+PACK_UNREADABLE = "model pack folder {path} cannot be read ({reason}): give this user read access to it"
+PACK_INCOMPLETE = ("model pack {folder} has no {missing} (it has: {has}): add the missing .onnx to the folder, or "
+                   "point model.pack at a complete pack such as buffalo_l")
+PACK_NOT_INSTALLED = ("model pack {name!r} is not installed ({folder} not found) and facesets does not download it "
+                      "while a stage runs: point model.pack at a pack folder, or download it on a connected machine "
+                      "into {folder} (`facesets models --check {name}` does that)")
+PACK_DOWNLOAD_FAILED = ("could not download model pack {name!r} into {folder} ({reason}): point model.pack at a pack "
+                        "folder, or download it on a connected machine into {folder}")
+PACK_NAME_INVALID = ("model pack name {name!r} is neither a folder nor a plain pack name: point model.pack at an "
+                     "existing pack folder or name a pack such as buffalo_l")
+
+# ---------------------------------------------------------------- inputs (facesets.core.inputs)
+SOURCE_MISSING = ("source folder {path} not found: fix the source's path (config sources[].path) or mount the "
+                  "drive it is on")
+SOURCE_NOT_A_FOLDER = "source {path} is not a folder: sources[].path must name the folder the photos are under"
+SOURCE_UNREADABLE = ("source folder {path} cannot be read ({reason}): give this user read access to it or fix "
+                     "sources[].path")
+INPUT_MISSING = "{what} {path} not found: {fix}"
+OPTION_NEEDED = "`facesets {cmd}` needs {option} ({what})"
+JSON_MALFORMED = "{what} {path} is not valid JSON ({reason}): {fix}"
+JSON_UNEXPECTED = "{what} {path} is not {expected} ({reason}): {fix}"
+SETTINGS_MALFORMED = "{flag} is not a JSON object ({reason}): pass the settings as one JSON object"
+PLAN_FIX = "re-create it with `facesets plan` (or `snakemake plans`), or remove it from the command"
+
+# ---------------------------------------------------------------- the CLI's own reporting
+UNEXPECTED = "facesets {cmd} failed: {exc}; the traceback is in {log} (or run with -v)"
+UNEXPECTED_VERBOSE = "facesets {cmd} failed: {exc}; the traceback is above"
+UNEXPECTED_NO_LOG = "facesets {cmd} failed: {exc}; run it again with -v (or --log FILE) for the traceback"

@@ -21,11 +21,12 @@ import socket
 from pathlib import Path
 
 from facesets.core import messages
+from facesets.core.errors import Locked
 
 _HELD: dict[Path, object] = {}  # results folder -> open lock file, kept open for the life of the process
 
 
-class RunLocked(RuntimeError):
+class RunLocked(Locked):
     pass
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from facesets.core import atomic
+from facesets.core.errors import Locked
 from facesets.core.locks import exclusive
 
 SEG_RE = re.compile(r"^seg-(\d{8})-[0-9a-f]+\.npz$")
@@ -35,7 +36,7 @@ FACE_FIELDS = {
 }
 
 
-class StoreLocked(RuntimeError):
+class StoreLocked(Locked):
     pass
 
 
