@@ -5,7 +5,6 @@ combinations and every combination reuses the one embed cache.
 from __future__ import annotations
 
 import csv
-import html
 import itertools
 import logging
 from pathlib import Path
@@ -108,14 +107,11 @@ def summarize(metric_files: list[str | Path], out_dir: str | Path, best_metric: 
         fig.savefig(out_dir / name, dpi=80)
         plt.close(fig)
         plots.append(name)
-    table = "".join(
-        "<tr" + (" style='background:#ffd'" if r is best else "") + ">" +
-        "".join(f"<td>{html.escape(str(round(r.get(c), 4) if isinstance(r.get(c), float) else r.get(c, '')))}</td>" for c in cols)
-        + "</tr>" for r in rows)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Threshold sweeps</title></head><body>"
-            f"<p><a href='../report/index.html'>report</a></p><h1>Threshold sweeps</h1>"
-            f"<p>Best by {html.escape(metric)}: <b>{html.escape(best['combo']) if best else '-'}</b> (highlighted)</p>"
-            f"<table border=1 cellspacing=0><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in cols)}</tr>{table}</table>"
-            + "".join(f"<h2>{html.escape(p)}</h2><img alt='plot' src='{p}'>" for p in plots) + "</body></html>")
+    from facesets.report.templating import render  # the report's autoescaped templates
+
+    table = [{"best": r is best, "cells": [round(r.get(c), 4) if isinstance(r.get(c), float) else r.get(c, "")
+                                           for c in cols]} for r in rows]
+    page = render("sweep.html", metric=metric, best=best["combo"] if best else None, cols=cols, rows=table,
+                  plots=plots)
     atomic.write_text(out_dir / "summary.html", page)
     return {"rows": len(rows), "best": best["combo"] if best else None, "metric": metric, "plots": plots}
