@@ -8,7 +8,7 @@ DEMO ?= results/demo
 
 CLIP_VENV ?= .venv-clip
 
-.PHONY: setup demo test test-clip bench clean-demo
+.PHONY: setup demo test lint test-clip bench clean-demo
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Snakemake's workflow linter must report nothing (it parses the Snakefile only: no job runs, nothing is written)
+LINT_CONFIG ?= $(VENV)/lint-config.yaml
+lint: setup
+	printf 'results: %s\nsources: [{name: lint, path: %s}]\n' "$(VENV)/lint-results" "$(CURDIR)/tests" > $(LINT_CONFIG)
+	$(VENV)/bin/snakemake --lint --configfile $(LINT_CONFIG) --cores 1
 
 # The optional CLIP occlusion filter in its own env (torch + torchvision + open_clip: several GB),
 # then the test that runs the real open_clip path with a randomly initialised model.

@@ -22,6 +22,7 @@ include: "rules/report.smk"
 rule all:
     input:
         CACHE,
+        [f"{LISTING}/{src}/not_scanned.json" for src in SOURCES],
         CACHE_CSV,
         RAW_MANIFEST,
         REFINE_MANIFEST,

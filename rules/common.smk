@@ -1,30 +1,26 @@
-# Config validation and input functions shared by every rule.
-import json
+# Config validation, the results layout, the run lock and the source listings shared by every rule.
+# Parsing reads (config, the source trees' names and stats) and writes nothing: files are made by jobs.
 import os
 import sys
 
 from snakemake.utils import validate
 
 from facesets.core import config as fsconfig
-from facesets.core import messages
-from facesets.core import runlock
+from facesets.core import messages, runlock
+from facesets.core import workflow as wf
 from facesets.core.layout import Layout
-from facesets.embed.scan import shard_listing_digests, write_shard_listings
+from facesets.embed.scan import shard_listing_digests, shard_listings
 
+fsconfig.check_renamed(config)  # an old key name: one line naming the new one, before the schema's message
 # Snakemake's validate fills the schema defaults in and rejects unknown keys, naming them.
 validate(config, str(fsconfig.schema_path()))
 fsconfig.validate(config)  # cross-key checks (e.g. duplicate source names)
-
-if config.get("workers_file"):
-    # a profile names its worker settings file; merged here so a user's own --configfile still applies
-    import yaml
-
-    with open(config["workers_file"], encoding="utf-8") as _fh:
-        config["workers"].update((yaml.safe_load(_fh) or {}).get("workers", {}))
-    validate(config, str(fsconfig.schema_path()))
+wf.merge_workers_file(config)  # a profile's worker settings file, under the user's own --configfile
+validate(config, str(fsconfig.schema_path()))
 
 RESULTS = config["results"]
 LAYOUT = Layout(RESULTS)
+wf.export_runtime(config)
 
 if workflow.is_main_process:
     # one run per results folder, whatever folder it was started from (facesets.core.runlock says why)
@@ -42,42 +38,31 @@ onstart:
         runlock.hold(RESULTS, LAYOUT.run_lock)  # no-op when taken above
     except runlock.RunLocked as exc:
         sys.exit(f"facesets: {exc}")
+
+
 SOURCES = {s["name"]: os.path.abspath(os.path.expanduser(s["path"])) for s in config["sources"]}
 SHARDS = config["embed"]["shards"]
-FACESETS = f'"{sys.executable}" -m facesets'
-SCRIPTS = os.path.join(workflow.basedir, "scripts")  # stand-alone GPU workers
+GPU = wf.uses_gpu(config)
+FACESETS = "facesets"  # TEMPORARY until rules/report.smk calls `facesets` directly
 
-CACHE = f"{RESULTS}/cache/faces.npz"
-CACHE_CSV = f"{RESULTS}/cache/faces.csv"
-STORE = f"{RESULTS}/cache/store"
+CACHE = str(LAYOUT.cache)
+CACHE_CSV = str(LAYOUT.cache_csv)
+STORE = str(LAYOUT.store)
+LISTING = str(LAYOUT.listing)
+MODEL = str(LAYOUT.model_check)
 
 wildcard_constraints:
     source="[A-Za-z0-9][A-Za-z0-9_.-]*",
     shard=r"\d+",
 
-
-def settings(*sections, **extra):
-    """One key-sorted JSON string per rule: Snakemake compares params by repr, so order must be stable."""
-    picked = {s: config[s] for s in sections}
-    picked.update(extra)
-    return json.dumps(picked, sort_keys=True)
-
-
-LISTING = f"{RESULTS}/cache/listing"
-
-# each embed job depends on its shard's small listing file, not on its photos, and on the listing's digest
-# as a param: see facesets.embed.scan.write_shard_listings (jobs on other machines re-use the main process's listings)
-LISTING_DIGESTS = {
-    src: write_shard_listings(root, config["embed"]["extensions"], SHARDS, f"{LISTING}/{src}")
-    if workflow.is_main_process else shard_listing_digests(f"{LISTING}/{src}", SHARDS)
-    for src, root in SOURCES.items()
-}
-
-
-def shard_inputs(wildcards):
-    """The shard's listing: adding, changing or removing one of its photos rewrites it and reruns this shard only."""
-    return f"{LISTING}/{wildcards.source}/shard_{int(wildcards.shard):03d}.tsv"
-
-
-def all_shard_summaries():
-    return [f"{RESULTS}/cache/shards/{src}/shard_{i:03d}.json" for src in SOURCES for i in range(SHARDS)]
+# Each embed job depends on its shard's small listing file, not on its photos, and on the listing's digest
+# as a param (facesets.embed.scan.shard_listings says why). The main process walks the sources here and
+# keeps the listings in memory; the shard_listing jobs write them. Jobs on other machines read the digests
+# of the listings already written.
+LISTINGS = ({src: shard_listings(root, config["embed"]["extensions"], SHARDS) for src, root in SOURCES.items()}
+            if workflow.is_main_process and wf.needs_sources(sys.argv) else {})
+LISTING_DIGESTS = {src: LISTINGS[src].digests if src in LISTINGS else shard_listing_digests(f"{LISTING}/{src}", SHARDS)
+                   for src in SOURCES}
+for _src, _lst in LISTINGS.items():
+    for _line in _lst.unscanned.lines(f"source '{_src}'"):
+        print(f"facesets: {_line}", file=sys.stderr)

@@ -2,52 +2,24 @@
 # `snakemake plans` builds every plan; the default target applies them. GPU workers run through
 # config `workers` (interpreter, providers, path map), set by a profile such as profiles/dml.
 import importlib.util
+import json
+import shlex
 
-CURATION = f"{RESULTS}/curation"
-CORPUS = f"{RESULTS}/facesets_swap_ready"
-PLAN = {p: f"{CURATION}/plans/{p}.json" for p in ("occlusion", "consolidate", "bytedup", "neardup", "multiface")}
-APPLIED = f"{CURATION}/applied.json"
-VERIFY = f"{CURATION}/verify.json"
-WORKER_PY = config["workers"]["python"] or sys.executable
+from facesets.curation.workers import score_settings
 
+CURATION = str(LAYOUT.curation)
+CORPUS = str(LAYOUT.corpus)
+PASSES = ["occlusion", "consolidate", "bytedup", "neardup", "multiface"]
+PLAN = {p: str(LAYOUT.plans / f"{p}.json") for p in PASSES}
+APPLIED = str(LAYOUT.applied)
+VERIFY = str(LAYOUT.verify_corpus)
 
-def _worker_has_open_clip():
-    """auto: the occlusion filter runs where the worker interpreter can import open_clip (an optional extra)."""
-    if config["workers"]["python"] is None:
-        return importlib.util.find_spec("open_clip") is not None
-    import subprocess
-
-    probe = [config["workers"]["python"], "-c", "import importlib.util as u; print(u.find_spec('open_clip') is not None)"]
-    try:
-        return subprocess.run(probe, capture_output=True, text=True, timeout=120).stdout.strip() == "True"
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
+# auto: the occlusion filter runs where the worker interpreter can import open_clip (an optional extra).
+# Another interpreter is not probed here (parsing starts no process): its clip worker job finds out, and
+# records "open_clip not importable" as the occlusion plan's reason to skip.
 _occ = config["curation"]["occlusion"]["enabled"]
-OCCLUSION_ON = _occ == "on" or (_occ == "auto" and _worker_has_open_clip())
-# the worker interpreter, providers and path map are how work runs, not what it computes: not params
-WORKER_RUNTIME = json.dumps({"workers": config["workers"], "model": {"root": config["model"]["root"]}})
-
-
-def worker_settings(worker):
-    """Only what changes a worker's scores: thresholds applied to the scores live in the plan rules."""
-    if worker == "multiface":
-        floor = min(0.3, config["curation"]["multiface"]["min_det_score"])
-        return json.dumps({"model": EMBED_SETTINGS["model"],
-                           "curation": {"multiface": {"min_det_score": floor}}}, sort_keys=True)
-    occ = config["curation"]["occlusion"]
-    return json.dumps({"curation": {"occlusion": {k: occ[k] for k in ("model", "pretrained", "prompts", "batch_size")}}},
-                      sort_keys=True)
-
-
-def pass_settings(name, **extra):
-    return json.dumps({"curation": {name: config["curation"][name]}, **extra}, sort_keys=True)
-
-
-def prior_plans(name):
-    order = list(PLAN)
-    return [PLAN[p] for p in order[: order.index(name)]]
+OCCLUSION_ON = _occ == "on" or (_occ == "auto" and (config["workers"]["python"] is not None
+                                                    or importlib.util.find_spec("open_clip") is not None))
 
 
 rule stage_worker:
@@ -58,13 +30,15 @@ rule stage_worker:
     wildcard_constraints:
         worker="multiface|clip",
     params:
-        settings=lambda wc: worker_settings(wc.worker),
-        export=EXPORT,
+        settings=lambda wc: json.dumps(score_settings(config, wc.worker), sort_keys=True),
+        export=lambda wc, input: os.path.dirname(input[0]),
     log:
         f"{RESULTS}/logs/stage_worker/{{worker}}.log",
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} stage-worker {wildcards.worker} --export {params.export:q} --out {output:q} "
-        "--settings {params.settings:q} --runtime {WORKER_RUNTIME:q} --log {log:q}"
+        "facesets stage-worker {wildcards.worker} --export {params.export:q} --out {output:q} "
+        "--settings {params.settings:q} --log {log:q}"
 
 
 rule run_worker:
@@ -80,8 +54,10 @@ rule run_worker:
         f"{RESULTS}/benchmarks/run_worker/{{worker}}.tsv"
     resources:
         gpu=1,
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        '"{WORKER_PY}" {SCRIPTS:q}/{wildcards.worker}_worker.py {input:q} {output:q} 2> {log:q}'
+        "facesets run-worker {wildcards.worker} {input:q} {output:q} --log {log:q}"
 
 
 rule plan_occlusion:
@@ -91,13 +67,15 @@ rule plan_occlusion:
     output:
         PLAN["occlusion"],
     params:
-        settings=pass_settings("occlusion"),
-        export=EXPORT,
-        results=f"--results {CURATION}/clip_results.json" if OCCLUSION_ON else "",
+        settings=wf.settings(config, "curation.occlusion"),
+        export=lambda wc, input: os.path.dirname(input.export),
+        results=lambda wc, input: f"--results {shlex.quote(input.results[0])}" if input.results else "",
     log:
         f"{RESULTS}/logs/plan/occlusion.log",
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} plan occlusion --export {params.export:q} {params.results} --out {output:q} "
+        "facesets plan occlusion --export {params.export:q} {params.results} --out {output:q} "
         "--settings {params.settings:q} --log {log:q}"
 
 
@@ -105,34 +83,36 @@ rule plan_consolidate:
     input:
         export=CROPS_INDEX,
         cache=CACHE,
-        prior=prior_plans("consolidate"),
+        prior=wf.prior(PASSES, PLAN, "consolidate"),
     output:
         PLAN["consolidate"],
     params:
-        settings=json.dumps({"curation": {"consolidate": config["curation"]["consolidate"],
-                                          "bytedup": {"family_regex": config["curation"]["bytedup"]["family_regex"]}}},
-                            sort_keys=True),
-        export=EXPORT,
+        settings=wf.settings(config, "curation.consolidate", ("curation.bytedup", ["family_regex"])),
+        export=lambda wc, input: os.path.dirname(input.export),
     log:
         f"{RESULTS}/logs/plan/consolidate.log",
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} plan consolidate --export {params.export:q} --cache {input.cache:q} --prior {input.prior:q} "
+        "facesets plan consolidate --export {params.export:q} --cache {input.cache:q} --prior {input.prior:q} "
         "--out {output:q} --settings {params.settings:q} --log {log:q}"
 
 
 rule plan_bytedup:
     input:
         export=CROPS_INDEX,
-        prior=prior_plans("bytedup"),
+        prior=wf.prior(PASSES, PLAN, "bytedup"),
     output:
         PLAN["bytedup"],
     params:
-        settings=pass_settings("bytedup"),
-        export=EXPORT,
+        settings=wf.settings(config, "curation.bytedup"),
+        export=lambda wc, input: os.path.dirname(input.export),
     log:
         f"{RESULTS}/logs/plan/bytedup.log",
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} plan bytedup --export {params.export:q} --prior {input.prior:q} "
+        "facesets plan bytedup --export {params.export:q} --prior {input.prior:q} "
         "--out {output:q} --settings {params.settings:q} --log {log:q}"
 
 
@@ -140,16 +120,18 @@ rule plan_neardup:
     input:
         export=CROPS_INDEX,
         cache=CACHE,
-        prior=prior_plans("neardup"),
+        prior=wf.prior(PASSES, PLAN, "neardup"),
     output:
         PLAN["neardup"],
     params:
-        settings=pass_settings("neardup"),
-        export=EXPORT,
+        settings=wf.settings(config, "curation.neardup"),
+        export=lambda wc, input: os.path.dirname(input.export),
     log:
         f"{RESULTS}/logs/plan/neardup.log",
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} plan neardup --export {params.export:q} --cache {input.cache:q} --prior {input.prior:q} "
+        "facesets plan neardup --export {params.export:q} --cache {input.cache:q} --prior {input.prior:q} "
         "--out {output:q} --settings {params.settings:q} --log {log:q}"
 
 
@@ -157,16 +139,18 @@ rule plan_multiface:
     input:
         export=CROPS_INDEX,
         results=f"{CURATION}/multiface_results.json",
-        prior=prior_plans("multiface"),
+        prior=wf.prior(PASSES, PLAN, "multiface"),
     output:
         PLAN["multiface"],
     params:
-        settings=pass_settings("multiface"),
-        export=EXPORT,
+        settings=wf.settings(config, "curation.multiface"),
+        export=lambda wc, input: os.path.dirname(input.export),
     log:
         f"{RESULTS}/logs/plan/multiface.log",
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} plan multiface --export {params.export:q} --results {input.results:q} --prior {input.prior:q} "
+        "facesets plan multiface --export {params.export:q} --results {input.results:q} --prior {input.prior:q} "
         "--out {output:q} --settings {params.settings:q} --log {log:q}"
 
 
@@ -182,14 +166,15 @@ rule apply:
     output:
         APPLIED,
     params:
-        settings=json.dumps({"curation": {"thin_below": config["curation"]["thin_below"]},
-                             "export": {"top_n": config["export"]["top_n"]}}, sort_keys=True),
-        export=EXPORT,
+        settings=wf.settings(config, ("curation", ["thin_below"]), ("export", ["top_n"])),
+        export=lambda wc, input: os.path.dirname(input.export),
         corpus=CORPUS,
     log:
         f"{RESULTS}/logs/apply/apply.log",
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} apply {input.plans:q} --export {params.export:q} --corpus {params.corpus:q} --out {output:q} "
+        "facesets apply {input.plans:q} --export {params.export:q} --corpus {params.corpus:q} --out {output:q} "
         "--settings {params.settings:q} --log {log:q}"
 
 
@@ -199,11 +184,12 @@ rule verify_fsz:
     output:
         VERIFY,
     params:
-        settings=json.dumps({"model": EMBED_SETTINGS["model"], "export": {"out_size": config["export"]["out_size"]},
-                             "verify": config["verify"]}, sort_keys=True),
+        settings=VERIFY_SETTINGS,
         corpus=CORPUS,
     log:
         f"{RESULTS}/logs/verify_fsz/verify_fsz.log",
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} verify-fsz {params.corpus:q} --json {output:q} --allow-empty --settings {params.settings:q} "
-        "--runtime {EMBED_RUNTIME:q} --quiet --log {log:q}"
+        "facesets verify-fsz {params.corpus:q} --json {output:q} --allow-empty --settings {params.settings:q} "
+        "--quiet --log {log:q}"

@@ -1,11 +1,11 @@
 # Refined identities -> swap-ready crops -> .fsz bundles + manifests -> contract check.
 # Crop settings and top_n live in different rules: changing top_n rewrites bundles and manifests only.
 
-EXPORT = f"{RESULTS}/export"
-CROPS_INDEX = f"{EXPORT}/crops.json"
-EXPORT_MANIFEST = f"{EXPORT}/manifest.json"
-VERIFY_EXPORT = f"{EXPORT}/verify.json"
-CROP_SETTINGS = {k: v for k, v in config["export"].items() if k != "top_n"}
+CROPS_INDEX = str(LAYOUT.crops_index)
+EXPORT_MANIFEST = str(LAYOUT.export_manifest)
+VERIFY_EXPORT = str(LAYOUT.verify_export)
+CROP_KEYS = sorted(k for k in config["export"] if k != "top_n")
+VERIFY_SETTINGS = wf.settings(config, ("model", ["pack", "det_size", "det_thresh"]), ("export", ["out_size"]), "verify")
 
 
 rule export_crops:
@@ -14,21 +14,24 @@ rule export_crops:
         cache=CACHE,
         enrich=ENRICH,
         raw=RAW_MANIFEST,
+        model=MODEL,
     output:
         CROPS_INDEX,
     params:
-        settings=json.dumps({"model": EMBED_SETTINGS["model"], "export": CROP_SETTINGS,
-                             "verify": {"checks": config["verify"]["checks"]}}, sort_keys=True),
-        out=EXPORT,
+        settings=wf.settings(config, ("model", ["pack", "det_size", "det_thresh"]), ("export", CROP_KEYS),
+                             ("verify", ["checks"])),
+        out=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{RESULTS}/logs/export_crops/export_crops.log",
     benchmark:
         f"{RESULTS}/benchmarks/export_crops.tsv"
     resources:
-        gpu=1 if any(p != "CPUExecutionProvider" for p in config["model"]["providers"]) else 0,
+        gpu=GPU,
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} export-crops {input.cache:q} {params.out:q} --manifest {input.manifest:q} --enrich {input.enrich:q} "
-        "--raw-manifest {input.raw:q} --settings {params.settings:q} --runtime {EMBED_RUNTIME:q} --log {log:q}"
+        "facesets export-crops {input.cache:q} {params.out:q} --manifest {input.manifest:q} --enrich {input.enrich:q} "
+        "--raw-manifest {input.raw:q} --settings {params.settings:q} --log {log:q}"
 
 
 rule export_bundles:
@@ -38,13 +41,15 @@ rule export_bundles:
         EXPORT_MANIFEST,
     params:
         top_n=config["export"]["top_n"],
-        out=EXPORT,
+        out=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{RESULTS}/logs/export_bundles/export_bundles.log",
     benchmark:
         f"{RESULTS}/benchmarks/export_bundles.tsv"
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} export-bundles {params.out:q} --top-n {params.top_n} --log {log:q}"
+        "facesets export-bundles {params.out:q} --top-n {params.top_n} --log {log:q}"
 
 
 rule verify_export:
@@ -53,11 +58,12 @@ rule verify_export:
     output:
         VERIFY_EXPORT,
     params:
-        settings=json.dumps({"model": EMBED_SETTINGS["model"], "export": {"out_size": config["export"]["out_size"]},
-                             "verify": config["verify"]}, sort_keys=True),
-        out=EXPORT,
+        settings=VERIFY_SETTINGS,
+        out=lambda wc, input: os.path.dirname(input[0]),
     log:
         f"{RESULTS}/logs/verify_export/verify_export.log",
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} verify-fsz {params.out:q} --json {output:q} --allow-empty --settings {params.settings:q} "
-        "--runtime {EMBED_RUNTIME:q} --quiet --log {log:q}"
+        "facesets verify-fsz {params.out:q} --json {output:q} --allow-empty --settings {params.settings:q} "
+        "--quiet --log {log:q}"

@@ -1,18 +1,11 @@
 # Face cache -> raw clusters, refined facesets, near-duplicate report, landmarks/pose, evaluation.
 # Each threshold reaches exactly one rule's params, so changing it reruns that rule and its downstream.
 
-RAW = f"{RESULTS}/identities/raw"
-REFINED = f"{RESULTS}/identities/facesets"
-RAW_MANIFEST = f"{RAW}/manifest.json"
-REFINE_MANIFEST = f"{REFINED}/refine_manifest.json"
-DUPLICATES = f"{RESULTS}/cache/faces.duplicates.json"
-ENRICH = f"{RESULTS}/cache/enrich.npz"
-EVALUATION = f"{REFINED}/evaluation.json"
-
-
-def section_flags(section):
-    """`--key value` for every key of a config section (same names as the CLI flags)."""
-    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(config[section].items()))
+RAW_MANIFEST = str(LAYOUT.raw_manifest)
+REFINE_MANIFEST = str(LAYOUT.refine_manifest)
+DUPLICATES = str(LAYOUT.duplicates)
+ENRICH = str(LAYOUT.enrich)
+EVALUATION = str(LAYOUT.evaluation)
 
 
 rule cluster:
@@ -21,18 +14,18 @@ rule cluster:
     output:
         RAW_MANIFEST,
     params:
-        cluster=settings("cluster"),
-        flags=section_flags("cluster"),
-        out=RAW,
+        settings=wf.settings(config, "cluster", ("identities", ["link_mode"])),
+        out=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{RESULTS}/logs/cluster/cluster.log",
     benchmark:
         f"{RESULTS}/benchmarks/cluster.tsv"
     resources:
         mem_mb=8000,
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} cluster {input:q} {params.out:q} {params.flags} "
-        "--link-mode {config[identities][link_mode]} --log {log:q}"
+        "facesets cluster {input:q} {params.out:q} --settings {params.settings:q} --log {log:q}"
 
 
 rule refine:
@@ -41,18 +34,18 @@ rule refine:
     output:
         REFINE_MANIFEST,
     params:
-        refine=settings("refine"),
-        flags=section_flags("refine"),
-        out=REFINED,
+        settings=wf.settings(config, "refine", ("identities", ["link_mode"])),
+        out=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{RESULTS}/logs/refine/refine.log",
     benchmark:
         f"{RESULTS}/benchmarks/refine.tsv"
     resources:
         mem_mb=8000,
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} refine {input:q} {params.out:q} {params.flags} "
-        "--link-mode {config[identities][link_mode]} --log {log:q}"
+        "facesets refine {input:q} {params.out:q} --settings {params.settings:q} --log {log:q}"
 
 
 rule dedup_report:
@@ -61,32 +54,35 @@ rule dedup_report:
     output:
         DUPLICATES,
     params:
-        dedup=settings("dedup"),
-        flags=section_flags("dedup"),
+        settings=wf.settings(config, "dedup"),
     log:
         f"{RESULTS}/logs/dedup_report/dedup_report.log",
     benchmark:
         f"{RESULTS}/benchmarks/dedup_report.tsv"
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} dedup {input:q} --out {output:q} {params.flags} --log {log:q}"
+        "facesets dedup {input:q} --out {output:q} --settings {params.settings:q} --log {log:q}"
 
 
 rule enrich:
     input:
-        CACHE,
+        cache=CACHE,
+        model=MODEL,
     output:
         ENRICH,
     params:
-        settings=json.dumps(EMBED_SETTINGS, sort_keys=True),
+        settings=EMBED_SETTINGS,
     log:
         f"{RESULTS}/logs/enrich/enrich.log",
     benchmark:
         f"{RESULTS}/benchmarks/enrich.tsv"
     resources:
-        gpu=1 if any(p != "CPUExecutionProvider" for p in config["model"]["providers"]) else 0,
+        gpu=GPU,
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} enrich {input:q} --out {output:q} --settings {params.settings:q} "
-        "--runtime {EMBED_RUNTIME:q} --log {log:q}"
+        "facesets enrich {input.cache:q} --out {output:q} --settings {params.settings:q} --log {log:q}"
 
 
 rule evaluate:
@@ -100,6 +96,8 @@ rule evaluate:
         root=config["evaluate"]["root"],
     log:
         f"{RESULTS}/logs/evaluate/evaluate.log",
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} evaluate {input.manifest:q} --labels {params.labels:q} --root {params.root:q} "
+        "facesets evaluate {input.manifest:q} --labels {params.labels:q} --root {params.root:q} "
         "--cache {input.cache:q} --out {output:q} --log {log:q}"

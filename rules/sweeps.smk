@@ -2,15 +2,9 @@
 # one embed cache; adding a value runs only the new combinations.
 from facesets.identities.sweep import combos
 
-SWEEPS = f"{RESULTS}/sweeps"
+SWEEPS = str(LAYOUT.sweeps)
 SWEEP_COMBOS = combos(config["sweep"]["params"])
 SWEEP_SUMMARY = f"{SWEEPS}/summary.csv"
-
-
-def sweep_settings(wildcards):
-    # the base settings of the swept sections; the swept values themselves are in the path
-    return json.dumps({"refine": config["refine"], "cluster": config["cluster"], "evaluate": config["evaluate"]},
-                      sort_keys=True)
 
 
 rule sweep_point:
@@ -21,12 +15,15 @@ rule sweep_point:
     wildcard_constraints:
         combo=r"[a-z_]+\.[a-z_]+~[^/]+",
     params:
-        settings=sweep_settings,
-        out=lambda wc: f"{SWEEPS}/{wc.combo}",
+        # the base settings of the swept sections; the swept values themselves are in the path
+        settings=wf.settings(config, "refine", "cluster", "evaluate"),
+        out=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{RESULTS}/logs/sweep_point/{{combo}}.log",
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} sweep-point {input:q} {params.out:q} --combo {wildcards.combo:q} "
+        "facesets sweep-point {input:q} {params.out:q} --combo {wildcards.combo:q} "
         "--settings {params.settings:q} --log {log:q}"
 
 
@@ -36,9 +33,11 @@ rule sweep_summary:
     output:
         SWEEP_SUMMARY,
     params:
-        out=SWEEPS,
-        settings=json.dumps({"sweep": config["sweep"]}, sort_keys=True),
+        out=lambda wc, output: os.path.dirname(output[0]),
+        settings=wf.settings(config, "sweep"),
     log:
         f"{RESULTS}/logs/sweep_summary/sweep_summary.log",
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} sweep-summary {params.out:q} --metrics {input:q} --settings {params.settings:q} --log {log:q}"
+        "facesets sweep-summary {params.out:q} --metrics {input:q} --settings {params.settings:q} --log {log:q}"

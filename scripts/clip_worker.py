@@ -25,7 +25,16 @@ def load_model(model_name, pretrained, device):
 
 
 def main(queue_path, results_path):
-    import torch
+    try:
+        import open_clip  # noqa: F401  (checked here, not when the workflow is parsed: see rules/curation.smk)
+        import torch
+    except ImportError as exc:
+        # enabled: auto with an interpreter that lacks the optional extra: the occlusion plan records why
+        _atomic_json(results_path, {"worker": "clip", "python": sys.executable, "results": None,
+                                    "skipped": f"open_clip is not importable by {sys.executable} ({exc}): install "
+                                               "the clip extra there or set curation.occlusion.enabled: off"})
+        print(f"clip: skipped, open_clip is not importable ({exc})", file=sys.stderr)
+        return
     from PIL import Image
 
     queue, s, done, partial = load_queue(queue_path, results_path)

@@ -34,6 +34,11 @@ class Layout:
         return self.cache_dir / "store"
 
     @property
+    def model_check(self) -> Path:
+        """The model pack, resolved and checked once before any shard runs (`facesets models --check`)."""
+        return self.cache_dir / "model.json"
+
+    @property
     def listing(self) -> Path:
         return self.cache_dir / "listing"
 
@@ -48,6 +53,11 @@ class Layout:
     @property
     def enrich(self) -> Path:
         return self.cache_dir / "enrich.npz"
+
+    @property
+    def exif_years(self) -> Path:
+        """path -> EXIF year, kept across era re-runs (not a rule output)."""
+        return self.cache_dir / "exif_years.json"
 
     # identities
     @property

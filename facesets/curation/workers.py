@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from facesets.core import atomic
-from facesets.curation.corpus import inventory
+from facesets.curation.state import inventory
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
@@ -47,9 +47,17 @@ def run(worker: str, queue: str | Path, results: str | Path, python: str | None 
 
 
 def read_results(path: str | Path | None) -> dict | None:
+    """A worker's scores by crop id; None when there are none (no results file, or the worker skipped)."""
     if not path or not Path(path).is_file():
         return None
     return atomic.read_json(path)["results"]
+
+
+def skipped_reason(path: str | Path | None) -> str | None:
+    """Why a worker produced no scores (e.g. open_clip not importable by its interpreter), if it said so."""
+    if not path or not Path(path).is_file():
+        return None
+    return atomic.read_json(path).get("skipped")
 
 
 # The multi-face worker detects down to this score (or the configured one, if lower) so that the plan can
