@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facesets.identities import clustering
+from facesets.identities import clustering_knn
 from facesets.identities.clustering import bcubed, cluster_embeddings
 
 _GEN_CHUNK = 65_536
@@ -111,7 +111,7 @@ def _status_bytes(field: str) -> int:
 
 def _child(conn, n, dim, gen_kwargs, cluster_kwargs, overrides):
     for name, value in overrides.items():  # benchmark-only knobs, e.g. exact kNN search
-        setattr(clustering, name, value)
+        setattr(clustering_knn, name, value)
     emb, _ = make_identities(n, dim, **gen_kwargs)
     data_rss = _status_bytes("VmRSS")
     t0 = time.perf_counter()
@@ -196,7 +196,7 @@ def main(argv=None):
                 ("knn, IVF search", knn, {"_BRUTE_FORCE_MAX_N": 0}),
                 ("exact", {"method": "exact"}, None),
             ]
-        ivf_check = clustering._BRUTE_FORCE_MAX_N < n <= args.ivf_check_max
+        ivf_check = clustering_knn._BRUTE_FORCE_MAX_N < n <= args.ivf_check_max
         if ivf_check:
             runs += [("knn, exact kNN", knn, {"_BRUTE_FORCE_MAX_N": n})]
         results = {name: run_isolated(n, args.dim, gen, {**common, **kw}, over) for name, kw, over in runs}

@@ -155,7 +155,7 @@ def bench_export(args, workdir: Path, data: Path, cfg: dict) -> dict:
     cache = FaceCache.load(cache_path)
     keys = cache.face_keys()
     identities = {f"faceset_{k // 20 + 1:03d}": keys[k:k + 20] for k in range(0, len(keys), 20)}
-    params = {**cfg["export"], "outlier_threshold": 2.0, "min_face_short": 0, "dup_similarity": 1.01}
+    params = {**cfg["export"], "outlier_threshold": 2.0, "min_face_short": 0, "burst_similarity": 1.01}
     engine = FaceEngine.from_config(cfg)  # as the pipeline's export_crops builds it (onnxruntime default threads)
     warm = np.zeros((512, 512, 3), np.uint8)
     engine.detect(warm, det_size=640, det_thresh=0.5)

@@ -26,7 +26,7 @@ def main(work: Path, pack: str) -> None:
     FaceCache.load(work / "store").save(work / "faces.npz")
     man = refine.run(work / "faces.npz", work / "refined", dict(cfg["refine"], min_faces=2))
     ident = {n: [k for k, _ in fs["faces"]] for n, fs in man["facesets"].items()}
-    export_crops(work / "faces.npz", ident, work / "export", dict(cfg["export"], dup_similarity=1.0),
+    export_crops(work / "faces.npz", ident, work / "export", dict(cfg["export"], burst_similarity=1.0),
                  cfg["verify"]["checks"][:1], lambda: engine)
     export_bundles(work / "export", 3)
     inv = inventory(work / "export")

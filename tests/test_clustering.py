@@ -1,11 +1,16 @@
-"""facesets.identities.clustering: exact path vs sklearn, scalable path vs exact, BCubed."""
+"""facesets.identities.clustering (and its exact / kNN / graph-linkage modules): exact path vs sklearn,
+scalable path vs exact, BCubed."""
 
 import numpy as np
 import pytest
 from sklearn.cluster import AgglomerativeClustering
 
-from facesets.identities import clustering
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from facesets.identities import clustering_knn
 from facesets.identities.clustering import bcubed, cluster_embeddings
+from facesets.identities.graph_linkage import GraphAverageLinkage
 
 
 def _in_order(labels):
@@ -91,7 +96,7 @@ def test_knn_agrees_with_exact(identity_set, exact_max_n):
 
 def test_knn_with_ivf_search_agrees_with_exact(identity_set, monkeypatch):
     X, exact = identity_set
-    monkeypatch.setattr(clustering, "_BRUTE_FORCE_MAX_N", 100)  # force the IVF branch
+    monkeypatch.setattr(clustering_knn, "_BRUTE_FORCE_MAX_N", 100)  # force the IVF branch
     labels = cluster_embeddings(X, 0.55, method="knn", exact_max_n=1, seed=3)
     assert bcubed(labels, exact)[2] >= 0.995
 
@@ -104,7 +109,7 @@ def test_graph_average_linkage_is_exact_on_a_complete_graph():
     u, v = np.triu_indices(len(X), k=1)
     sim = np.einsum("ij,ij->i", X[u], X[v])
     for t in (0.4, 0.55, 0.7):
-        roots = clustering._GraphAverageLinkage(X.copy(), np.ones(len(X)), u, v, sim, t).run()
+        roots = GraphAverageLinkage(X.copy(), np.ones(len(X)), u, v, sim, t).run()
         ref = cluster_embeddings(X, t, method="exact")
         np.testing.assert_array_equal(_in_order(roots), ref)
 
@@ -113,10 +118,10 @@ def test_pieces_the_knn_graph_never_linked_are_rejoined(identity_set):
     # With one neighbour per point the graph falls apart into many small
     # components; the pass over cluster means must put each person back together.
     X, exact = identity_set
-    sims, ids = clustering._neighbours(X, 2, 0, False)
-    u, v, _ = clustering._edges_within(sims, ids, 0.55)
-    graph = clustering.sparse.csr_matrix((np.ones(len(u)), (u, v)), shape=(len(X),) * 2)
-    pieces = clustering.connected_components(graph, directed=False)[1]
+    sims, ids = clustering_knn.neighbours(X, 2, 0, False)
+    u, v, _ = clustering_knn.edges_within(sims, ids, 0.55)
+    graph = sparse.csr_matrix((np.ones(len(u)), (u, v)), shape=(len(X),) * 2)
+    pieces = connected_components(graph, directed=False)[1]
     assert bcubed(pieces, exact)[1] < 0.98  # the graph really splits people
     labels = cluster_embeddings(X, 0.55, method="knn", knn_k=1)
     assert bcubed(labels, exact)[2] >= 0.995

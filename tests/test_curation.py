@@ -13,7 +13,7 @@ import pytest
 from conftest import PACK, copy_photos, needs_shared, test_config
 from PIL import Image, ImageEnhance
 
-from facesets.curation import corpus
+from facesets.curation import corpus, crc_ledger
 from facesets.curation import plans as P
 from facesets.curation.corpus import inventory
 from facesets.curation.workers import read_results, stage
@@ -58,7 +58,7 @@ def world(tmp_path_factory, engine):
         "faceset_004": [key_of["lib/" + p] for p in p06],
         "faceset_005": [key_of["lib/" + p] for p in p03[4:]],  # the same person as 002: to be merged
     }
-    ex = dict(test_config()["export"], dup_similarity=1.0)  # keep the bursts for the curation pass
+    ex = dict(test_config()["export"], burst_similarity=1.0)  # keep the bursts for the curation pass
     export = tmp / "export"
     export_crops(cache_path, ident, export, ex, CHECKS, lambda: engine)
     export_bundles(export, 30)
@@ -246,14 +246,14 @@ def test_clip_worker_real_open_clip_random_weights(world, tmp_path):
 # ---------------------------------------------------------------- the CRC ledger behind the re-zip decision
 def _count_png_reads(monkeypatch) -> list:
     reads = []
-    real = corpus._crc32
-    monkeypatch.setattr(corpus, "_crc32", lambda p: reads.append(p) or real(p))
+    real = crc_ledger._crc32
+    monkeypatch.setattr(crc_ledger, "_crc32", lambda p: reads.append(p) or real(p))
     return reads
 
 
 def _fresh_files_count_as_settled(monkeypatch):
     # every PNG here was written a moment ago, which the ledger would otherwise not trust yet
-    monkeypatch.setattr(corpus, "RACY_NS", 0)
+    monkeypatch.setattr(crc_ledger, "RACY_NS", 0)
 
 
 def test_noop_reapply_reads_no_png(world, tmp_path, monkeypatch):
@@ -270,7 +270,7 @@ def test_noop_reapply_reads_no_png(world, tmp_path, monkeypatch):
 
 def test_files_changed_just_before_their_read_are_read_again(world, tmp_path, monkeypatch):
     # a rewrite within the same timestamp tick could keep the stat: such files must not be trusted yet
-    monkeypatch.setattr(corpus, "RACY_NS", 3600 * 10**9)  # every file here changed less than that ago
+    monkeypatch.setattr(crc_ledger, "RACY_NS", 3600 * 10**9)  # every file here changed less than that ago
     corp = tmp_path / "corpus"
     corpus.apply(world["export"], corp, [])
     reads = _count_png_reads(monkeypatch)
@@ -321,7 +321,7 @@ def test_stale_or_broken_ledger_costs_reads_not_decisions(world, tmp_path, monke
     shutil.copytree(world["export"], export)
     corp = tmp_path / "corpus"
     corpus.apply(export, corp, [])
-    ledger = corp / corpus.CURATION / corpus.PNG_LEDGER
+    ledger = corp / crc_ledger.CURATION / crc_ledger.PNG_LEDGER
     older = ledger.read_bytes()
     png = min((corp / "faceset_001/faces").glob("*.png"))
     png.write_bytes(png.read_bytes() + b"\0")  # changed: its bundles are re-zipped ...

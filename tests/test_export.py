@@ -108,7 +108,7 @@ def test_blurred_copy_ranks_below_its_sharp_original(tmp_path, engine):
     cache.save(tmp_path / "faces.npz")
     keys = dict(zip(cache.face_path.tolist(), cache.face_keys()))
     sharp, blurred = keys["b/" + rels[0]], keys["b/blurred.jpg"]
-    ex = dict(test_config()["export"], dup_similarity=0.999)  # keep both so both are ranked
+    ex = dict(test_config()["export"], burst_similarity=0.999)  # keep both so both are ranked
     index = export_crops(tmp_path / "faces.npz", {"faceset_001": list(keys.values())}, tmp_path / "out", ex,
                          CHECKS, lambda: engine)
     members = {m["key"]: m for m in index["facesets"]["faceset_001"]["members"]}
@@ -220,7 +220,7 @@ def _mad(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_libjpeg_padding_lands_where_each_orientation_turns_it():
-    from facesets.export.exporter import _upright_offset
+    from facesets.export.decode import _upright_offset
 
     pw, ph = 1, 3  # right and bottom of the stored image
     expected = {1: (0, 0), 2: (pw, 0), 3: (pw, ph), 4: (0, ph), 5: (0, 0), 6: (ph, 0), 7: (ph, pw), 8: (0, pw)}
@@ -230,7 +230,7 @@ def test_libjpeg_padding_lands_where_each_orientation_turns_it():
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_reduced_decode_crop_matches_full_decode(orientation, engine):
     from facesets.export.crops import dct_reduction, render, roop_frame
-    from facesets.export.exporter import decode_for_crops
+    from facesets.export.decode import decode_for_crops
 
     photo = cv2.imread(str(FACES / "deepface/p01/img4.jpg"))  # one face, frame ~1700 px
     upright = np.ascontiguousarray(photo[:1723, :2493])  # no side a multiple of the 8 px DCT block
@@ -250,7 +250,7 @@ def test_reduced_decode_crop_matches_full_decode(orientation, engine):
 
 def test_export_with_reduced_decode_matches_full_decode(tmp_path, engine, monkeypatch):
     from facesets.embed.embedder import embed_source
-    from facesets.export import exporter as fx
+    from facesets.export import decode as fx
     from facesets.export.crops import dct_reduction
 
     src = tmp_path / "src"
@@ -261,7 +261,7 @@ def test_export_with_reduced_decode_matches_full_decode(tmp_path, engine, monkey
     embed_source(src, tmp_path / "store", "r", test_config(), lambda: engine, progress=False)
     FaceCache.load(tmp_path / "store").save(tmp_path / "faces.npz")
     cache = FaceCache.load(tmp_path / "faces.npz")
-    ex = dict(test_config()["export"], outlier_threshold=2.0, min_face_short=0, dup_similarity=1.01)
+    ex = dict(test_config()["export"], outlier_threshold=2.0, min_face_short=0, burst_similarity=1.01)
     by_photo = {}
     for i, p in enumerate(cache.face_path.tolist()):
         by_photo.setdefault(p, []).append(cache.faces["bbox"][i])
@@ -300,7 +300,7 @@ def test_a_crop_does_not_depend_on_the_other_crops_rendered_with_it(tmp_path, en
     embed_source(src, tmp_path / "store", "r", test_config(), lambda: engine, progress=False)
     FaceCache.load(tmp_path / "store").save(tmp_path / "faces.npz")
     cache = FaceCache.load(tmp_path / "faces.npz")
-    ex = dict(test_config()["export"], outlier_threshold=2.0, min_face_short=0, dup_similarity=1.01)
+    ex = dict(test_config()["export"], outlier_threshold=2.0, min_face_short=0, burst_similarity=1.01)
     keys = cache.face_keys()
     red = [dct_reduction([b], ex["pad_ratio"], ex["out_size"]) for b in cache.faces["bbox"]]
     big = keys[int(np.argmax(red))]

@@ -128,12 +128,13 @@ def test_exif_year_is_read_from_heic_and_avif(phone_tree, tmp_path):
 
 
 def test_export_crops_from_heic_and_avif_sources(phone_cache, tmp_path, engine):
-    from facesets.export.exporter import decode_for_crops, export_crops
+    from facesets.export.decode import decode_for_crops
+    from facesets.export.exporter import export_crops
 
     cache, _ = phone_cache
     cache.save(tmp_path / "faces.npz")
     keys = dict(zip(cache.face_path.tolist(), cache.face_keys()))
-    ex = dict(test_config()["export"], outlier_threshold=2.0, min_face_short=0, dup_similarity=1.01)
+    ex = dict(test_config()["export"], outlier_threshold=2.0, min_face_short=0, burst_similarity=1.01)
     index = export_crops(tmp_path / "faces.npz", {"faceset_001": list(keys.values())}, tmp_path / "out", ex,
                          CHECKS, lambda: engine)
     fs = index["facesets"]["faceset_001"]
@@ -218,7 +219,7 @@ def test_unscanned_extensions_are_counted_per_source(phone_cache, phone_tree, tm
 
 def test_facesets_registers_the_decoders_itself(phone_tree):
     """The fixture registered pillow-heif to write the files; a fresh process has only what facesets does."""
-    code = ("import sys; from facesets import imageio\n"
+    code = ("import sys; from facesets.core import imageio\n"
             "for p in sys.argv[1:]:\n"
             "    d = imageio.decode(open(p, 'rb').read(), max_pixels=10**9)\n"
             "    print(d.width, d.height, d.exif_datetime)\n")

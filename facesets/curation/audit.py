@@ -12,7 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 from facesets.core import atomic
-from facesets.curation.corpus import QUARANTINES, Journal, inventory
+from facesets.curation.journal import Journal
+from facesets.curation.state import QUARANTINES, inventory
 from facesets.embed.cache import FaceCache
 from facesets.identities.refine import manifest_keys
 

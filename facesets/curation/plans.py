@@ -11,11 +11,11 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from facesets.curation.corpus import Desired, Inventory, desired
+from facesets.curation.state import Desired, Inventory, desired
 from facesets.embed.cache import FaceCache
 from facesets.identities import shared as ids
 from facesets.identities.clustering import cluster_embeddings
-from facesets.identities.neighbors import components, similar_pairs
+from facesets.identities.neighbors import collapse_near_duplicates
 
 ORDER = ("occlusion", "consolidate", "bytedup", "neardup", "multiface")
 
@@ -169,19 +169,13 @@ def plan_neardup(inv: Inventory, prior: Desired, cache: FaceCache, params: dict)
         if len(crops) < 2:
             continue
         emb = cache.embeddings[[kidx[c.key] for c in crops]]
-        rows, cols, sims = similar_pairs(emb, params["similarity"])
-        sim_of = {(r, c_): s for r, c_, s in zip(rows.tolist(), cols.tolist(), sims.tolist())}
-        for group in components(len(crops), rows, cols):
-            best = max(group, key=lambda g: (crops[g].composite, -g))
-            for g in group:
-                if g == best:
-                    continue
-                s = sim_of.get((min(g, best), max(g, best)))
-                changes.append({"action": "drop", "faceset": crops[g].faceset, "crop": crops[g].name,
-                                "reason": f"near-duplicate of {crops[best].faceset}/{crops[best].name}",
-                                "evidence": {"similarity": round(s, 4) if s is not None else None,
-                                             "kept": crops[best].name, "group_size": len(group),
-                                             "composite": crops[g].composite, "kept_composite": crops[best].composite}})
+        for d in collapse_near_duplicates(emb, params["similarity"], [c.composite for c in crops]):
+            c, best = crops[d.index], crops[d.kept]
+            changes.append({"action": "drop", "faceset": c.faceset, "crop": c.name,
+                            "reason": f"near-duplicate of {best.faceset}/{best.name}",
+                            "evidence": {"similarity": round(d.similarity, 4) if d.similarity is not None else None,
+                                         "kept": best.name, "group_size": d.group_size,
+                                         "composite": c.composite, "kept_composite": best.composite}})
     return _plan("neardup", {"similarity": params["similarity"]}, changes)
 
 

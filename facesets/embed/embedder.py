@@ -208,6 +208,126 @@ def _work(root: Path, rel: str, known_shas: set[str], cfg: dict, embedders: _Laz
     return r
 
 
+class _Recorder:
+    """File entries (and their face rows) buffered and appended to the store every `flush_every` files:
+    a kill loses at most that much work."""
+
+    def __init__(self, store: FaceStore, flush_every: int):
+        self.store, self.flush_every = store, flush_every
+        self.entries: list[dict] = []
+        self.faces: list[dict] = []
+
+    def record(self, entry: dict, rows=None) -> None:
+        self.entries.append(entry)
+        if rows is not None and len(rows["sha256"]):
+            self.faces.append(rows)
+        if len(self.entries) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.entries:
+            self.store.append(list(self.entries), concat_faces(self.faces) if self.faces else None)
+            self.entries.clear()
+            self.faces.clear()
+
+
+@dataclass
+class _SourceRun:
+    """One embed_source call under the store lock: what the store knew, and what this run records."""
+    root: Path
+    source: str
+    sig: str
+    shard: tuple[int, int] | None
+    ecfg: dict
+    prev: dict[str, dict]  # path -> the store's entry for this source
+    known: dict[str, dict]  # sha256 -> an entry whose faces this engine signature already has
+    rec: _Recorder
+    stats: dict
+
+    def base(self, rel: str, st) -> dict:
+        return {"source": self.source, "root": str(self.root), "path": rel, "sig": self.sig,
+                "size": st.st_size if st else None, "mtime_ns": st.st_mtime_ns if st else None}
+
+    def triage(self, entries: list) -> list[str]:
+        """Record listing problems, count unchanged files; returns the paths to read."""
+        todo = []
+        for e in entries:
+            old = self.prev.get(e.relpath)
+            if e.problem is not None:
+                entry = dict(self.base(e.relpath, None), status="skipped", reason=e.problem, sha256=None)
+                if not old or old.get("reason") != e.problem:
+                    self.rec.record(entry)
+                self.stats["skipped"] += 1
+                continue
+            st = e.st
+            if (old and old["status"] in ("face", "noface") and old.get("sig") == self.sig
+                    and old["size"] == st.st_size and old["mtime_ns"] == st.st_mtime_ns):
+                self.stats["unchanged"] += 1
+                continue
+            todo.append(e.relpath)
+        return todo
+
+    def record_removed(self, in_scope: set[str]) -> None:
+        shard = self.shard
+        for rel in self.prev:
+            if rel not in in_scope and (shard is None or scan.shard_of(rel, shard[1]) == shard[0]):
+                self.rec.record({"source": self.source, "path": rel, "status": "removed"})
+                self.stats["removed"] += 1
+
+    def embed(self, todo: list[str], engine_factory, progress: bool) -> None:
+        """Read, detect and embed `todo` in worker threads, a bounded window ahead; record in file order."""
+        ecfg, shard = self.ecfg, self.shard
+        embedders = _LazyEmbedder(engine_factory, ecfg, self.sig)
+        known_shas = set(self.known)
+        window = max(2, ecfg["io_threads"] * 2)
+        bar = tqdm(total=len(todo), desc=f"embed {self.source}" + (f" shard {shard[0]}" if shard else ""),
+                   unit="img", disable=not progress, mininterval=1.0)
+        pool = ThreadPoolExecutor(max_workers=ecfg["io_threads"])
+        try:
+            it = iter(todo)
+            queue: deque = deque()
+            for rel in it:
+                queue.append(pool.submit(_work, self.root, rel, known_shas, ecfg, embedders))
+                if len(queue) >= window:
+                    break
+            while queue:
+                r: _Read = queue.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    queue.append(pool.submit(_work, self.root, nxt, known_shas, ecfg, embedders))
+                self.take(r, known_shas)
+                bar.update(1)
+        finally:
+            # on an error (or Ctrl-C) do not finish the photos still queued: cancel them, wait for the running
+            pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+
+    def take(self, r: _Read, known_shas: set[str]) -> None:
+        """Record one worker's result."""
+        entry = self.base(r.rel, r.stat)
+        entry["sha256"] = r.sha
+        if r.skip:
+            old = self.prev.get(r.rel)
+            if not old or old.get("reason") != r.skip or old.get("size") != entry["size"]:
+                self.rec.record(dict(entry, status="skipped", reason=r.skip))
+            self.stats["skipped"] += 1
+        elif r.sha in self.known:
+            # content seen before, or embedded by another worker while this copy was in flight
+            src = self.known[r.sha]
+            self.rec.record(dict(entry, status=src["status"], n_faces=src.get("n_faces", 0), width=src.get("width"),
+                                 height=src.get("height"), exif_datetime=src.get("exif_datetime")))
+            self.stats["reused"] += 1
+        else:
+            info, rows = r.info, r.rows  # a worker saw the sha unknown, so it embedded the photo
+            entry.update(info)
+            self.known[r.sha] = entry
+            known_shas.add(r.sha)
+            self.rec.record(entry, rows)
+            self.stats["embedded"] += 1
+            self.stats["noface"] += info["status"] == "noface"
+            self.stats["faces_added"] += info["n_faces"]
+
+
 def embed_source(
     root: str | Path,
     store_dir: str | Path,
@@ -227,98 +347,15 @@ def embed_source(
         state = store.load()
         unscanned = scan.Unscanned()
         entries = scan.list_source(root, ecfg["extensions"], shard, unscanned)
-        in_scope = {e.relpath for e in entries}
-        prev = {p: e for (s, p), e in state.files.items() if s == source}
-        known = state.content(sig)
         stats = {"files": len(entries), "unchanged": 0, "reused": 0, "embedded": 0, "noface": 0,
                  "skipped": 0, "faces_added": 0, "removed": 0, "not_scanned": unscanned.as_json()["not_scanned"]}
-        pending: list[dict] = []
-        pending_faces: list[dict] = []
-
-        def base(rel: str, st) -> dict:
-            return {"source": source, "root": str(root), "path": rel, "sig": sig,
-                    "size": st.st_size if st else None, "mtime_ns": st.st_mtime_ns if st else None}
-
-        def record(entry: dict, rows=None) -> None:
-            pending.append(entry)
-            if rows is not None and len(rows["sha256"]):
-                pending_faces.append(rows)
-            if len(pending) >= ecfg["flush_every"]:
-                flush()
-
-        def flush() -> None:
-            if pending:
-                store.append(list(pending), concat_faces(pending_faces) if pending_faces else None)
-                pending.clear()
-                pending_faces.clear()
-
-        todo = []
-        for e in entries:
-            old = prev.get(e.relpath)
-            if e.problem is not None:
-                entry = dict(base(e.relpath, None), status="skipped", reason=e.problem, sha256=None)
-                if not old or old.get("reason") != e.problem:
-                    record(entry)
-                stats["skipped"] += 1
-                continue
-            st = e.st
-            if (old and old["status"] in ("face", "noface") and old.get("sig") == sig
-                    and old["size"] == st.st_size and old["mtime_ns"] == st.st_mtime_ns):
-                stats["unchanged"] += 1
-                continue
-            todo.append(e.relpath)
-
-        for rel, old in prev.items():
-            if rel not in in_scope and (shard is None or scan.shard_of(rel, shard[1]) == shard[0]):
-                record({"source": source, "path": rel, "status": "removed"})
-                stats["removed"] += 1
-
-        embedders = _LazyEmbedder(engine_factory, ecfg, sig)
-        known_shas = set(known)
-        window = max(2, ecfg["io_threads"] * 2)
-        bar = tqdm(total=len(todo), desc=f"embed {source}" + (f" shard {shard[0]}" if shard else ""),
-                   unit="img", disable=not progress, mininterval=1.0)
-        pool = ThreadPoolExecutor(max_workers=ecfg["io_threads"])
-        try:
-            it = iter(todo)
-            queue: deque = deque()
-            for rel in it:
-                queue.append(pool.submit(_work, root, rel, known_shas, ecfg, embedders))
-                if len(queue) >= window:
-                    break
-            while queue:
-                r: _Read = queue.popleft().result()
-                nxt = next(it, None)
-                if nxt is not None:
-                    queue.append(pool.submit(_work, root, nxt, known_shas, ecfg, embedders))
-                entry = base(r.rel, r.stat)
-                entry["sha256"] = r.sha
-                if r.skip:
-                    old = prev.get(r.rel)
-                    if not old or old.get("reason") != r.skip or old.get("size") != entry["size"]:
-                        record(dict(entry, status="skipped", reason=r.skip))
-                    stats["skipped"] += 1
-                elif r.sha in known:
-                    # content seen before, or embedded by another worker while this copy was in flight
-                    src = known[r.sha]
-                    record(dict(entry, status=src["status"], n_faces=src.get("n_faces", 0), width=src.get("width"),
-                                height=src.get("height"), exif_datetime=src.get("exif_datetime")))
-                    stats["reused"] += 1
-                else:
-                    info, rows = r.info, r.rows  # a worker saw the sha unknown, so it embedded the photo
-                    entry.update(info)
-                    known[r.sha] = entry
-                    known_shas.add(r.sha)
-                    record(entry, rows)
-                    stats["embedded"] += 1
-                    stats["noface"] += info["status"] == "noface"
-                    stats["faces_added"] += info["n_faces"]
-                bar.update(1)
-        finally:
-            # on an error (or Ctrl-C) do not finish the photos still queued: cancel them, wait for the running
-            pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
-        flush()
+        run = _SourceRun(root, source, sig, shard, ecfg,
+                         prev={p: e for (s, p), e in state.files.items() if s == source},
+                         known=state.content(sig), rec=_Recorder(store, ecfg["flush_every"]), stats=stats)
+        todo = run.triage(entries)
+        run.record_removed({e.relpath for e in entries})
+        run.embed(todo, engine_factory, progress)
+        run.rec.flush()
         store.maybe_compact()
     stats["seconds"] = round(time.time() - t0, 3)
     log.info("embed %s%s: %s", source, f" shard {shard[0]}/{shard[1]}" if shard else "", stats)

@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -25,20 +24,21 @@ import numpy as np
 from tqdm import tqdm
 
 from facesets import __version__
-from facesets.core import atomic, imageio
+from facesets.core import atomic
 from facesets.embed.cache import FaceCache
 from facesets.export import quality
 from facesets.export.crops import dct_reduction, make_crop
+from facesets.export.decode import Source, decoded, read_source
 from facesets.export.fsz import write_fsz
 from facesets.identities import shared as ids
-from facesets.identities.neighbors import components, similar_pairs
+from facesets.identities.neighbors import collapse_near_duplicates
 
 log = logging.getLogger(__name__)
 CROPS_INDEX = "crops.json"
 CROPS_LEDGER = ".crops_ledger.json"
 BUNDLES_LEDGER = ".bundles_ledger.json"
 MANIFEST = "manifest.json"
-CROP_KEYS = ("outlier_threshold", "min_face_short", "dup_similarity", "pad_ratio", "out_size",
+CROP_KEYS = ("outlier_threshold", "min_face_short", "burst_similarity", "pad_ratio", "out_size",
              "candidates", "candidate_match_threshold", "candidate_min_score", "weights")
 
 
@@ -86,112 +86,16 @@ def select(cache: FaceCache, idx: list[int], comp: np.ndarray, p: dict) -> tuple
         else:
             kept.append(i)
     if len(kept) > 1:
-        sub = emb[kept]
-        rows, cols, sims = similar_pairs(sub, p["dup_similarity"])
-        sim_of = {(r, c_): s for r, c_, s in zip(rows.tolist(), cols.tolist(), sims.tolist())}
-        drop = set()
-        for group in components(len(kept), rows, cols):
-            best = max(group, key=lambda g: (comp[kept[g]], -g))
-            for g in group:
-                if g != best:
-                    s = sim_of.get((min(g, best), max(g, best)))
-                    drop.add(g)
-                    excluded.append({"key": keys[kept[g]], "stage": "near_duplicate",
-                                     "reason": f"near-duplicate of {cache.face_path[kept[best]]} ({keys[kept[best]][:12]})" +
-                                               (f" (similarity {s:.3f})" if s is not None else " (same group)")})
+        dups = collapse_near_duplicates(emb[kept], p["burst_similarity"], comp[kept])
+        for d in dups:
+            best, s = kept[d.kept], d.similarity
+            excluded.append({"key": keys[kept[d.index]], "stage": "near_duplicate",
+                             "reason": f"near-duplicate of {cache.face_path[best]} ({keys[best][:12]})" +
+                                       (f" (similarity {s:.3f})" if s is not None else " (same group)")})
+        drop = {d.index for d in dups}
         kept = [k for j, k in enumerate(kept) if j not in drop]
     kept.sort(key=lambda i: (-comp[i], keys[i]))
     return kept, excluded
-
-
-@dataclass
-class Source:
-    """A photo decoded for cropping, upright, at 1/scale of its full size. Boxes are in full-size
-    upright pixels; `offset` is the margin, in those pixels, that libjpeg's partial last block puts
-    on the left / top once the reduced image is turned upright."""
-    bgr: np.ndarray
-    scale: int = 1
-    offset: tuple[float, float] = (0.0, 0.0)
-
-    def to_image(self, box: np.ndarray) -> np.ndarray:
-        if self.scale == 1 and self.offset == (0.0, 0.0):
-            return box  # as it is: a full-size decode renders exactly what it always rendered
-        ox, oy = self.offset
-        return (np.asarray(box[:4], np.float64) + (ox, oy, ox, oy)) / self.scale
-
-
-def _upright_offset(orient: int, pad: tuple[int, int]) -> tuple[float, float]:
-    """The reduced image covers the stored one padded by `pad` (x, y) source pixels on the right and
-    bottom; after the EXIF turn that padding may sit on the left or top and shift every coordinate.
-    Found by turning a marked corner with the very operation imageio applies, so the two cannot drift."""
-    if orient not in imageio.UPRIGHT:
-        return 0.0, 0.0
-    corner = np.zeros((2, 2), np.uint8)
-    corner[0, 0] = 1  # the stored image's top-left: the corner without padding
-    row, col = np.argwhere(imageio.UPRIGHT[orient](corner))[0]
-    px, py = (pad[1], pad[0]) if orient in (5, 6, 7, 8) else pad  # these turns swap the axes
-    return float(px if col else 0), float(py if row else 0)
-
-
-def _decode_reduced(data: bytes, max_pixels: int, reduce: int) -> Source | None:
-    """libjpeg's DCT-scaled decode at 1/reduce (the orientation and colour handling of imageio.decode);
-    None where the photo is not a single-scan JPEG big enough for it."""
-    img = imageio.open_image(data, max_pixels)
-    w, h = img.size
-    if img.format != "JPEG" or min(w, h) < reduce:
-        return None
-    drafted = img.draft("RGB", (w // reduce, h // reduce))
-    if not drafted:
-        return None
-    scale = round(w / drafted[1][2])
-    if not 2 <= scale <= reduce:  # more than asked for would make some crop an upscale
-        return None
-    orient = imageio.orientation(img)
-    img.load()
-    bgr = cv2.cvtColor(imageio.to_rgb8(img), cv2.COLOR_RGB2BGR)
-    if orient in imageio.UPRIGHT:
-        bgr = imageio.UPRIGHT[orient](bgr)
-    pad = (scale * img.size[0] - w, scale * img.size[1] - h)
-    return Source(bgr, scale, _upright_offset(orient, pad))
-
-
-def decode_for_crops(data: bytes, max_pixels: int, reduce: int = 1) -> Source:
-    """The photo upright, reduced by `reduce` where a JPEG allows it, else full size. Any trouble with
-    the reduced decode goes the full-size way, so unreadable files give imageio's skip reasons."""
-    if reduce > 1:
-        try:
-            src = _decode_reduced(data, max_pixels, reduce)
-        except Exception:  # noqa: BLE001 -- the full decode below reports what is wrong
-            src = None
-        if src is not None:
-            return src
-    return Source(imageio.decode(data, max_pixels=max_pixels, long_side=0).bgr)
-
-
-def _read_source(cache: FaceCache, path: str, sha: str, aliases: list[str]) -> tuple[bytes | None, str | None]:
-    """The photo's bytes, from its canonical path or any alias that still has them (every location
-    holding these bytes decodes alike, so one read serves every reduction)."""
-    last = "source missing"
-    for loc in [path, *aliases]:
-        try:
-            data = cache.abs_path(loc).read_bytes()
-        except OSError as exc:
-            last = f"source unreadable: {exc.strerror or exc}"
-            continue
-        if hashlib.sha256(data).hexdigest() != sha:
-            last = "source changed since embed"
-            continue
-        return data, None
-    return None, last
-
-
-def _decoded(data: bytes | None, why: str | None, max_pixels: int, reduce: int) -> tuple[Source | None, str | None]:
-    if data is None:
-        return None, why
-    try:
-        return decode_for_crops(data, max_pixels, reduce), None
-    except imageio.ImageSkip as exc:
-        return None, exc.reason
 
 
 def _sig(obj) -> str:
@@ -210,13 +114,37 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
     atomic.sweep_temps(out_dir)  # a killed earlier run's half-written crops or bundles
     p = {k: params[k] for k in CROP_KEYS}
     cache = FaceCache.load(cache_path)
-    keys = cache.face_keys()
-    kidx = ids.key_index(cache)
-    pose = load_pose(cache, enrich_path)
     f = cache.faces
-    t = quality.terms(pose, f["det_score"], f["kps"], f["face_short"], f["blur"])
+    t = quality.terms(load_pose(cache, enrich_path), f["det_score"], f["kps"], f["face_short"], f["blur"])
     comp = quality.composite(t, p["weights"])
+    plan = _plan(cache, identities, comp, p)
+    candidates = _candidates(cache, plan, singletons or [], comp, p) if p["candidates"] else {}
 
+    ledger_path = out_dir / CROPS_LEDGER
+    ledger = atomic.read_json(ledger_path) if ledger_path.is_file() else {}
+    results, todo = _still_valid(cache, _crop_jobs(cache, plan, candidates, out_dir), ledger, out_dir, p, checks)
+    renderer = _Renderer(cache, engine_factory() if todo else None, p, checks, max_pixels, reduced_decode)
+    bar = tqdm(total=sum(len(n) for _, n in todo), desc="export crops", unit="crop", disable=not progress)
+    with ThreadPoolExecutor(max_workers=io_threads) as pool:
+        for need, src, why in (g for groups in pool.map(renderer.decode, todo) for g in groups):
+            for name, i, png, sig in need:
+                entry = renderer.crop(i, png, sig, src, why)
+                results[(name, i)] = ledger[str(png.relative_to(out_dir))] = entry
+                bar.update(1)
+    bar.close()
+    atomic.write_json(ledger_path, ledger)
+
+    index = _crops_index(cache, cache_path, plan, candidates, results, t, comp, p, checks, meta)
+    atomic.write_json(out_dir / CROPS_INDEX, index)
+    stats = {n: len(v["members"]) for n, v in index["facesets"].items()}
+    log.info("export crops: %d facesets, %d crops, %d rendered now", len(stats), sum(stats.values()),
+             sum(len(n) for _, n in todo))
+    return index
+
+
+def _plan(cache: FaceCache, identities: dict[str, list[str]], comp: np.ndarray, p: dict) -> dict[str, dict]:
+    """Per identity: its ranked survivors and what was excluded, and why."""
+    kidx = ids.key_index(cache)
     plan: dict[str, dict] = {}
     for name, members in identities.items():
         idx = [kidx[k] for k in members if k in kidx]
@@ -224,9 +152,12 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
         ranked, excluded = select(cache, idx, comp, p)
         excluded += [{"key": k, "stage": "missing", "reason": "face no longer in the cache"} for k in missing]
         plan[name] = {"ranked": ranked, "excluded": excluded}
-    candidates = _candidates(cache, plan, singletons or [], comp, p) if p["candidates"] else {}
+    return plan
 
-    # every crop to make, grouped by photo so each photo is decoded once
+
+def _crop_jobs(cache: FaceCache, plan: dict, candidates: dict, out_dir: Path) -> dict[str, list[tuple[str, int, Path]]]:
+    """Every crop to make, grouped by photo so each photo is decoded once."""
+    keys = cache.face_keys()
     jobs: dict[str, list[tuple[str, int, Path]]] = {}
     for name, pl in plan.items():
         for i in pl["ranked"]:
@@ -235,68 +166,77 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
         for i, _ in cands:
             jobs.setdefault(str(cache.face_path[i]), []).append(
                 (f"_candidates/{name}", i, out_dir / "_candidates" / name / crop_name(keys[i])))
+    return jobs
 
-    ledger_path = out_dir / CROPS_LEDGER
-    ledger = atomic.read_json(ledger_path) if ledger_path.is_file() else {}
+
+def _still_valid(cache: FaceCache, jobs: dict, ledger: dict, out_dir: Path, p: dict, checks) -> tuple[dict, list]:
+    """The ledger's results for crops whose inputs did not change, and per photo the crops to render."""
+    keys, bbox = cache.face_keys(), cache.faces["bbox"]
     crop_params = {k: p[k] for k in ("pad_ratio", "out_size")}
     results: dict[tuple[str, int], dict] = {}
     todo = []
     for path, items in jobs.items():
         need = []
         for name, i, png in items:
-            sig = _sig([crop_params, checks, keys[i], f["bbox"][i].tolist()])
-            rel = str(png.relative_to(out_dir))
-            old = ledger.get(rel)
+            sig = _sig([crop_params, checks, keys[i], bbox[i].tolist()])
+            old = ledger.get(str(png.relative_to(out_dir)))
             if old and old["sig"] == sig and (old["problem"] or png.is_file()):
                 results[(name, i)] = old
             else:
                 need.append((name, i, png, sig))
         if need:
             todo.append((path, need))
+    return results, todo
 
-    engine = engine_factory() if todo else None
-    by_sha: dict[str, list[int]] = {}
-    for i, s in enumerate(f["sha256"].tolist()):
-        by_sha.setdefault(s, []).append(i)
 
-    alias_map = cache.aliases_of()  # once: it walks every file entry
+class _Renderer:
+    """Decodes photos (in worker threads) and cuts, checks and writes their crops."""
 
-    def work(job):
+    def __init__(self, cache: FaceCache, engine, p: dict, checks, max_pixels: int, reduced_decode: bool):
+        self.cache, self.engine, self.p, self.checks = cache, engine, p, checks
+        self.max_pixels, self.reduced_decode = max_pixels, reduced_decode
+        f = cache.faces
+        self.by_sha: dict[str, list[int]] = {}
+        for i, s in enumerate(f["sha256"].tolist()):
+            self.by_sha.setdefault(s, []).append(i)
+        self.alias_map = cache.aliases_of()  # once: it walks every file entry
+
+    def decode(self, job) -> list[tuple[list, Source | None, str | None]]:
         """Each crop gets the reduction its own frame allows, never one that depends on which other crops
         of the photo happen to be re-rendered: an incremental export renders the same bytes as a fresh one.
         The photo is read once and decoded once per distinct reduction (nearly always one)."""
         path, need = job
+        f, p = self.cache.faces, self.p
         groups: dict[int, list] = {}
         for item in need:
-            reduce = dct_reduction([f["bbox"][item[1]]], p["pad_ratio"], p["out_size"]) if reduced_decode else 1
+            reduce = dct_reduction([f["bbox"][item[1]]], p["pad_ratio"], p["out_size"]) if self.reduced_decode else 1
             groups.setdefault(reduce, []).append(item)
-        data, why = _read_source(cache, path, f["sha256"][need[0][1]], alias_map.get(path, []))
-        return [(items, *_decoded(data, why, max_pixels, reduce)) for reduce, items in sorted(groups.items())]
+        data, why = read_source(self.cache, path, f["sha256"][need[0][1]], self.alias_map.get(path, []))
+        return [(items, *decoded(data, why, self.max_pixels, reduce)) for reduce, items in sorted(groups.items())]
 
-    bar = tqdm(total=sum(len(n) for _, n in todo), desc="export crops", unit="crop", disable=not progress)
-    with ThreadPoolExecutor(max_workers=io_threads) as pool:
-        for need, src, why in (g for groups in pool.map(work, todo) for g in groups):
-            for name, i, png, sig in need:
-                rel = str(png.relative_to(out_dir))
-                entry = {"sig": sig, "problem": None, "masked": False}
-                if src is None:
-                    entry["problem"] = why
-                else:
-                    others = [src.to_image(f["bbox"][j]) for j in by_sha[f["sha256"][i]] if j != i]
-                    crop, problem, masked = make_crop(engine, src.bgr, src.to_image(f["bbox"][i]), others,
-                                                      p["pad_ratio"], p["out_size"], checks)
-                    if crop is None:
-                        entry["problem"] = f"one-face check: {problem}"
-                    else:
-                        ok, buf = cv2.imencode(".png", crop)
-                        atomic.write_bytes(png, buf.tobytes())
-                        entry["masked"] = masked
-                results[(name, i)] = entry
-                ledger[rel] = entry
-                bar.update(1)
-    bar.close()
-    atomic.write_json(ledger_path, ledger)
+    def crop(self, i: int, png: Path, sig: str, src: Source | None, why: str | None) -> dict:
+        """Face i's crop from the decoded photo, written to `png` if it passes the one-face check."""
+        f = self.cache.faces
+        entry = {"sig": sig, "problem": None, "masked": False}
+        if src is None:
+            entry["problem"] = why
+            return entry
+        others = [src.to_image(f["bbox"][j]) for j in self.by_sha[f["sha256"][i]] if j != i]
+        crop, problem, masked = make_crop(self.engine, src.bgr, src.to_image(f["bbox"][i]), others,
+                                          self.p["pad_ratio"], self.p["out_size"], self.checks)
+        if crop is None:
+            entry["problem"] = f"one-face check: {problem}"
+        else:
+            ok, buf = cv2.imencode(".png", crop)
+            atomic.write_bytes(png, buf.tobytes())
+            entry["masked"] = masked
+        return entry
 
+
+def _crops_index(cache: FaceCache, cache_path, plan: dict, candidates: dict, results: dict, t: dict,
+                 comp: np.ndarray, p: dict, checks, meta: dict[str, dict] | None) -> dict:
+    """crops.json: per faceset its members (crops made) and exclusions, and the candidates."""
+    keys, kidx = cache.face_keys(), ids.key_index(cache)
     index = {"kind": "crops", "tool": f"facesets {__version__}", "created": _now(), "cache": str(cache_path),
              "params": p, "checks": checks, "facesets": {}, "candidates": {}}
     for name, pl in plan.items():
@@ -318,10 +258,6 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
                 rows.append(dict(_member(cache, i, keys[i], t, comp, f"_candidates/{name}/{crop_name(keys[i])}", r),
                                  distance=round(d, 4)))
         index["candidates"][name] = rows
-    atomic.write_json(out_dir / CROPS_INDEX, index)
-    stats = {n: len(v["members"]) for n, v in index["facesets"].items()}
-    log.info("export crops: %d facesets, %d crops, %d rendered now", len(stats), sum(stats.values()),
-             sum(len(n) for _, n in todo))
     return index
 
 

@@ -63,9 +63,7 @@ def run(cache_path: str | Path, out_dir: str | Path, threshold: float, extend_th
         link_mode: str = "hardlink", progress: bool = False) -> dict:
     out_dir = Path(out_dir)
     cache = FaceCache.load(cache_path)
-    previous = ids.read_ledger(out_dir)
-    if previous is not None and previous.get("kind") != "raw":
-        previous = None
+    previous = ids.read_ledger(out_dir, kind="raw")
     persons, singles, nxt, mode = cluster_cache(cache, threshold, extend_threshold, previous, progress)
     params = {"threshold": threshold, "extend_threshold": extend_threshold}
     manifest = ids.header("raw", str(cache_path), params)

@@ -1,5 +1,9 @@
-"""Similar-face pairs and their connected components (near-duplicate groups)."""
+"""Similar-face pairs, their connected components (near-duplicate groups), and the collapse of each group
+to its best member (export's burst collapse and curation's near-duplicate pass)."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -35,3 +39,26 @@ def components(n: int, rows: np.ndarray, cols: np.ndarray) -> list[list[int]]:
         groups.setdefault(lab, []).append(i)
     multi = [g for g in groups.values() if len(g) > 1]
     return sorted(multi, key=lambda g: (-len(g), g[0]))
+
+
+@dataclass(frozen=True)
+class NearDuplicate:
+    """Row `index` is a near-duplicate of row `kept`, which stays in its place."""
+    index: int
+    kept: int
+    similarity: float | None  # cosine similarity of the two; None when only linked through others of the group
+    group_size: int
+
+
+def collapse_near_duplicates(emb: np.ndarray, min_sim: float, score: Sequence[float]) -> list[NearDuplicate]:
+    """Near-duplicate groups of L2-normalised rows (connected components of cosine similarity >= min_sim)
+    and, in each, the row with the highest `score` stays (ties: the lower index). Returns every other row
+    of every group, group by group (largest first), in row order within a group."""
+    rows, cols, sims = similar_pairs(emb, min_sim)
+    sim_of = {(r, c): s for r, c, s in zip(rows.tolist(), cols.tolist(), sims.tolist())}
+    out = []
+    for group in components(len(emb), rows, cols):
+        best = max(group, key=lambda g: (score[g], -g))
+        out += [NearDuplicate(g, best, sim_of.get((min(g, best), max(g, best))), len(group))
+                for g in group if g != best]
+    return out

@@ -101,9 +101,7 @@ def run(cache_path: str | Path, out_dir: str | Path, params: dict, link_mode: st
     cache = FaceCache.load(cache_path)
     keys = cache.face_keys()
     kidx = ids.key_index(cache)
-    previous = ids.read_ledger(out_dir)
-    if previous is not None and previous.get("kind") != "refine":
-        previous = None
+    previous = ids.read_ledger(out_dir, kind="refine")
     emb = cache.embeddings
 
     facesets: dict[str, dict] = {}
@@ -111,20 +109,7 @@ def run(cache_path: str | Path, out_dir: str | Path, params: dict, link_mode: st
     if previous is not None and previous["params"] == p:
         mode = "extend"
         nxt = previous["next_number"]
-        seen = set()
-        for name, fs in previous["facesets"].items():
-            members = [kidx[k] for k, _ in fs["faces"] if k in kidx]
-            seen |= {k for k, _ in fs["faces"]}
-            facesets[name] = {"members": members, "removed": dict(fs.get("removed", {})), "added": 0}
-        for stage in ("quality", "outlier"):
-            for k, _, why in previous["removed"][stage]:
-                seen.add(k)
-                if k in kidx:
-                    removed[stage].append((kidx[k], why))
-        # earlier too-small clusters are re-pooled below, so they are not new: counting them twice made
-        # every re-run append them again
-        too_small_before = [kidx[k] for grp in previous["removed"]["too_small"] for k, _ in grp["faces"] if k in kidx]
-        seen |= {k for grp in previous["removed"]["too_small"] for k, _ in grp["faces"]}
+        facesets, removed, seen, too_small_before = _carry_over(previous, kidx)
         new = [kidx[k] for k in keys if k not in seen]
         if not new and len(manifest_keys(previous)) == len(keys) and previous["cache"] == str(cache_path):
             # nothing arrived and nothing left: the previous manifest is already this run's answer
@@ -164,7 +149,42 @@ def run(cache_path: str | Path, out_dir: str | Path, params: dict, link_mode: st
         facesets[name] = {"members": c["members"], "added": 0,
                           "removed": {"quality_gate": len(c["quality"]), "outlier": len(c["outlier"])}}
 
-    manifest = ids.header("refine", str(cache_path), p)
+    manifest = _manifest(cache, str(cache_path), p, nxt, facesets, removed, stats)
+    ids.materialize(out_dir, {n: fs["faces"] for n, fs in manifest["facesets"].items()}, cache, link_mode,
+                    prefix="faceset")
+    ids.write_manifest(out_dir, MANIFEST, manifest)
+    log.info("refine (%s): %s", mode, stats)
+    return manifest
+
+
+def _carry_over(previous: dict, kidx: dict[str, int]) -> tuple[dict, dict, set, list[int]]:
+    """From the previous manifest (same params): its facesets and removals still in the cache, every key it
+    mentions, and the faces of its too-small clusters (to pool again)."""
+    facesets: dict[str, dict] = {}
+    removed: dict[str, list] = {"quality": [], "outlier": [], "too_small": []}
+    seen = set()
+    for name, fs in previous["facesets"].items():
+        members = [kidx[k] for k, _ in fs["faces"] if k in kidx]
+        seen |= {k for k, _ in fs["faces"]}
+        facesets[name] = {"members": members, "removed": dict(fs.get("removed", {})), "added": 0}
+    for stage in ("quality", "outlier"):
+        for k, _, why in previous["removed"][stage]:
+            seen.add(k)
+            if k in kidx:
+                removed[stage].append((kidx[k], why))
+    # earlier too-small clusters are re-pooled, so they are not new: counting them twice made
+    # every re-run append them again
+    too_small_before = [kidx[k] for grp in previous["removed"]["too_small"] for k, _ in grp["faces"] if k in kidx]
+    seen |= {k for grp in previous["removed"]["too_small"] for k, _ in grp["faces"]}
+    return facesets, removed, seen, too_small_before
+
+
+def _manifest(cache: FaceCache, cache_path: str, p: dict, nxt: int, facesets: dict, removed: dict,
+              stats: dict) -> dict:
+    """refine_manifest.json: every faceset, every removed face with its stage and reason; `stats` is
+    completed with the totals and whether every face is accounted for."""
+    keys = cache.face_keys()
+    manifest = ids.header("refine", cache_path, p)
     manifest["next_number"] = nxt
     manifest["facesets"] = {}
     for name in sorted(facesets):
@@ -185,8 +205,4 @@ def run(cache_path: str | Path, out_dir: str | Path, params: dict, link_mode: st
     stats["accounted"] = placed + stats["quality_removed_total"] + stats["outliers_removed_total"] + \
         stats["too_small_faces_total"] == len(keys)
     manifest["stats"] = stats
-    ids.materialize(out_dir, {n: fs["faces"] for n, fs in manifest["facesets"].items()}, cache, link_mode,
-                    prefix="faceset")
-    ids.write_manifest(out_dir, MANIFEST, manifest)
-    log.info("refine (%s): %s", mode, stats)
     return manifest

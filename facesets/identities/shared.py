@@ -88,15 +88,18 @@ def header(kind: str, cache_path: str, params: dict) -> dict:
             "cache": str(cache_path), "params": params}
 
 
-def read_ledger(out_dir: Path) -> dict | None:
+def read_ledger(out_dir: Path, kind: str | None = None) -> dict | None:
+    """The stage's previous manifest in `out_dir`; None when there is none, it is unreadable, or it is
+    of another `kind` than asked for."""
     p = out_dir / LEDGER
     if not p.is_file():
         return None
     try:
-        return atomic.read_json(p)
+        ledger = atomic.read_json(p)
     except (OSError, ValueError):
         log.warning("ignoring unreadable ledger %s", p)
         return None
+    return None if kind is not None and ledger.get("kind") != kind else ledger
 
 
 def _content(manifest: dict) -> dict:
