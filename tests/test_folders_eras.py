@@ -93,12 +93,12 @@ def test_folder_numbers_follow_refine_and_are_stable(folder_world):
 
 
 def test_folder_identities_export_with_label_bundles(folder_world, engine):
-    from facesets.cli.main import _identities_of
+    from facesets.export.identities_in import identities_of
     from facesets.export.exporter import export_bundles, export_crops
 
     tmp, src, params = folder_world
     folders.run(tmp / "faces.npz", tmp / "out4", params)
-    idents, meta = _identities_of([str(tmp / "out4/folders_manifest.json")])
+    idents, meta = identities_of([str(tmp / "out4/folders_manifest.json")])
     export_crops(tmp / "faces.npz", idents, tmp / "export", test_config()["export"],
                  [[640, 0.5], [320, 0.5], [640, 0.3]], lambda: engine, meta=meta)
     export_bundles(tmp / "export", 30)

@@ -1,7 +1,8 @@
 """The face engine: one wrapper around insightface's FaceAnalysis used by every stage.
 
-A pack is a name (buffalo_l, downloaded by insightface on first use) or a folder of .onnx files.
-Works with any recognizer width (128-d, 512-d); optional modules are used only when the pack has them.
+A pack is a folder of .onnx files or the name of one installed under model.root (facesets.core.models
+resolves and checks it; the engine never downloads). Works with any recognizer width (128-d, 512-d);
+optional modules are used only when the pack has them.
 """
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from facesets.core import models
 
 log = logging.getLogger(__name__)
 # insightface's alignment calls a deprecated scikit-image API on every face: noise, not news
@@ -23,20 +25,6 @@ BASE_MODULES = ("detection", "recognition")
 ENGINE_REVISION = 3  # 2: anti-aliased alignment; 3: its half-pixel centring fixed
 MAX_SUPERSAMPLE = 8  # beyond 8x the extra source pixels change nothing measurable at 112 px
 LANDMARK_MODULES = ("landmark_2d_106", "landmark_3d_68")
-
-
-class EngineError(RuntimeError):
-    pass
-
-
-def resolve_pack(pack: str) -> str:
-    """A folder path (absolute, relative, ~) becomes an absolute path; anything else is a pack name."""
-    p = Path(os.path.expanduser(pack))
-    if p.is_dir():
-        return str(p.resolve())
-    if os.sep in pack or pack.startswith((".", "~")) or (os.altsep and os.altsep in pack):
-        raise EngineError(f"model pack folder not found: {pack}")
-    return pack
 
 
 def resolve_providers(requested: list[str]) -> list[str]:
@@ -108,7 +96,9 @@ class FaceEngine:
     ):
         from insightface.app import FaceAnalysis
 
-        self.pack = resolve_pack(pack)
+        # a folder, never a bare name: insightface would try to download a name it does not find
+        folder = models.locate(pack, root)
+        self.pack = str(folder)
         self.providers = resolve_providers(list(providers or ["CPUExecutionProvider"]))
         self.det_size = int(det_size)
         self.det_thresh = float(det_thresh)
@@ -123,6 +113,7 @@ class FaceEngine:
             so.inter_op_num_threads = 1
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             extra["sess_options"] = so
+        need = tuple(m for m in BASE_MODULES if m in (modules or BASE_MODULES))
         try:
             self.app = FaceAnalysis(
                 name=self.pack,
@@ -131,12 +122,13 @@ class FaceEngine:
                 allowed_modules=list(modules) if modules else None,
                 **extra,
             )
-        except AssertionError as exc:
-            raise EngineError(f"model pack {pack!r} has no detection model") from exc
+        except AssertionError:  # insightface asserts a detector: say which model is missing, and the fix
+            models.inspect(folder, pack).require(need)
+            raise
+        if any(m not in self.app.models for m in need):
+            models.inspect(folder, pack).require(need)
         ctx = -1 if self.providers == ["CPUExecutionProvider"] else 0
         self.app.prepare(ctx_id=ctx, det_thresh=self.det_thresh, det_size=(self.det_size, self.det_size))
-        if "recognition" in (modules or BASE_MODULES) and "recognition" not in self.app.models:
-            raise EngineError(f"model pack {pack!r} has no recognition model")
         self.det = self.app.det_model
         self.rec = self.app.models.get("recognition")
 

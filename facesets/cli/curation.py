@@ -1,0 +1,178 @@
+"""Subcommands of the curation stage: export -> worker scores -> plans -> the curated corpus (and audit)."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from facesets.cli.common import check_model, command, model_flags, settings, settings_flags
+from facesets.cli.embed import CACHE_FIX
+from facesets.core import inputs, messages
+from facesets.core.errors import InputError
+
+log = logging.getLogger("facesets")
+PASSES = ("occlusion", "consolidate", "bytedup", "neardup", "multiface")
+EXPORT_FIX = "run `facesets export-crops` first, or fix the path"
+
+
+def cmd_stage_worker(args) -> int:
+    from facesets.curation.workers import queue_settings, stage
+
+    cfg = settings(args)
+    inputs.existing(args.export, "export folder", EXPORT_FIX)
+    n = stage(args.export, args.out, queue_settings(cfg, args.worker), cfg["workers"]["path_map"])
+    log.info("staged %d crops for the %s worker in %s", n, args.worker, args.out)
+    return 0
+
+
+def cmd_run_worker(args) -> int:
+    from facesets.curation.workers import run
+
+    cfg = settings(args)
+    inputs.existing(args.queue, "worker queue", "run `facesets stage-worker` first, or fix the path")
+    run(args.worker, args.queue, args.results, cfg["workers"]["python"])
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from facesets.core import atomic
+    from facesets.curation import plans as P
+    from facesets.curation.planfiles import read_plans
+    from facesets.curation.state import inventory
+    from facesets.curation.workers import read_results, skipped_reason
+    from facesets.embed.cache import FaceCache
+
+    cur = settings(args)["curation"]
+    inputs.existing(args.export, "export folder", EXPORT_FIX)
+    name = args.pass_name
+    if name in ("consolidate", "neardup"):
+        inputs.needed(args.cache, f"plan {name}", "--cache CACHE", "the face cache the export was made from")
+        inputs.existing(args.cache, "face cache", CACHE_FIX)
+    inv = inventory(args.export)
+    prior = P.prior_state(inv, read_plans(args.prior))
+    if name == "occlusion":  # no scores: the filter is off, or the worker said why it skipped
+        skipped = skipped_reason(args.results) if args.results else "occlusion filter off (curation.occlusion.enabled)"
+        plan = P.plan_occlusion(inv, read_results(args.results), cur["occlusion"], skipped=skipped)
+    elif name == "consolidate":
+        plan = P.plan_consolidate(inv, prior, FaceCache.load(args.cache), cur["consolidate"],
+                                  cur["bytedup"]["family_regex"])
+    elif name == "bytedup":
+        plan = P.plan_bytedup(inv, prior, Path(args.export), cur["bytedup"])
+    elif name == "neardup":
+        plan = P.plan_neardup(inv, prior, FaceCache.load(args.cache), cur["neardup"])
+    else:
+        plan = P.plan_multiface(inv, prior, read_results(args.results) or {}, cur["multiface"])
+    atomic.write_json(args.out, plan)
+    log.info("plan %s: %s", plan["pass"], plan["stats"] or "no changes")
+    return 0
+
+
+def cmd_apply(args) -> int:
+    from facesets.curation import corpus
+    from facesets.curation.planfiles import dry_run_lines, read_plans
+
+    cfg = settings(args)
+    inputs.existing(args.export, "export folder", "run `facesets export-bundles` first, or fix the path")
+    plans = read_plans(args.plans)
+    if args.dry_run:
+        print("\n".join(dry_run_lines(args.export, plans, cfg["curation"]["thin_below"])))
+        return 0
+    used = {"curation": cfg["curation"], "export": {"top_n": cfg["export"]["top_n"]}}
+    stats = corpus.apply(args.export, args.corpus, plans, used, cfg["curation"]["thin_below"])
+    if args.out:
+        from facesets.core import atomic
+
+        atomic.write_json(args.out, stats)
+    print(json.dumps(stats))
+    return 0
+
+
+def cmd_undo(args) -> int:
+    from facesets.core.layout import Layout
+    from facesets.curation import corpus
+    from facesets.report import render as report
+
+    layout = Layout.of_corpus(args.corpus)
+    print(json.dumps(corpus.undo(args.corpus, layout.applied if layout else None)))
+    if layout and (layout.report_dir / "index.html").is_file():
+        report.build(layout.results, layout.report_dir)  # so the report says "not applied" right away
+    return 0
+
+
+def _audit_paths(args) -> None:
+    """A results folder stands for every path of its layout; a flag still overrides one of them."""
+    from facesets.core.layout import Layout
+
+    lay = Layout(args.results)
+    if not lay.results.is_dir():
+        raise InputError(messages.INPUT_MISSING.format(what="results folder", path=lay.results,
+                                                       fix="pass the folder the pipeline wrote (config results)"))
+    for attr, path in (("cache", lay.cache), ("refine", lay.refine_manifest), ("raw", lay.raw_manifest),
+                       ("export", lay.export), ("corpus", lay.corpus)):
+        if getattr(args, attr) is None and path.exists():
+            setattr(args, attr, str(path))
+
+
+def cmd_audit(args) -> int:
+    from facesets.core.engine import FaceEngine
+    from facesets.curation.audit import audit
+
+    cfg = settings(args)
+    if args.results:
+        _audit_paths(args)
+    engine = None
+    if args.corpus and not args.no_verify:
+        check_model(cfg)
+        engine = FaceEngine.from_config(cfg)
+    problems = audit(args.cache, args.refine, args.raw, args.export, args.corpus, engine, cfg["verify"]["checks"],
+                     cfg["export"]["out_size"])
+    for p in problems:
+        print(p)
+    print(f"audit: {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def register(sub) -> None:
+    p = command(sub, "stage-worker", cmd_stage_worker,
+                "write a worker queue.json of every exported crop (paths mapped)")
+    p.add_argument("worker", choices=["multiface", "clip"], help="which worker the queue is for")
+    p.add_argument("--export", required=True, metavar="DIR", help="export folder")
+    p.add_argument("--out", required=True, metavar="JSON", help="the queue file to write")
+    model_flags(p)
+
+    p = command(sub, "run-worker", cmd_run_worker, "run scripts/<worker>_worker.py with the configured interpreter")
+    p.add_argument("worker", choices=["multiface", "clip"], help="which worker to run")
+    p.add_argument("queue", metavar="QUEUE", help="the queue written by `facesets stage-worker`")
+    p.add_argument("results", metavar="RESULTS", help="the results JSON the worker writes")
+    settings_flags(p)
+
+    p = command(sub, "plan", cmd_plan, "write one curation pass's plan (reviewable JSON; nothing is moved)")
+    p.add_argument("pass_name", metavar="PASS", choices=PASSES, help="the pass: " + ", ".join(PASSES))
+    p.add_argument("--export", required=True, metavar="DIR", help="export folder")
+    p.add_argument("--cache", metavar="CACHE", help="face cache (needed by consolidate and neardup)")
+    p.add_argument("--results", metavar="JSON", help="worker results.json (occlusion, multiface)")
+    p.add_argument("--prior", nargs="*", default=[], metavar="JSON", help="plans of the earlier passes")
+    p.add_argument("--out", required=True, metavar="JSON", help="the plan file to write")
+    settings_flags(p)
+
+    p = command(sub, "apply", cmd_apply, "bring the curated corpus to what the plans describe (journaled)")
+    p.add_argument("plans", nargs="*", metavar="PLAN", help="plan files (any order; applied in pass order)")
+    p.add_argument("--export", required=True, metavar="DIR", help="export folder")
+    p.add_argument("--corpus", required=True, metavar="DIR", help="the curated corpus folder")
+    p.add_argument("--out", metavar="JSON", help="write the apply summary here")
+    p.add_argument("--dry-run", action="store_true", help="print every planned change and the resulting counts")
+    settings_flags(p)
+
+    p = command(sub, "undo", cmd_undo, "restore the corpus to its state before any applied plan")
+    p.add_argument("corpus", metavar="CORPUS", help="the curated corpus folder")
+
+    p = command(sub, "audit", cmd_audit, "check that nothing was lost: faces, crops, bundles, journal")
+    p.add_argument("results", nargs="?", metavar="RESULTS",
+                   help="a results folder: audit every part of it (the flags override one)")
+    p.add_argument("--cache", metavar="CACHE", help="face cache")
+    p.add_argument("--refine", metavar="JSON", help="refine_manifest.json")
+    p.add_argument("--raw", metavar="JSON", help="raw cluster manifest.json")
+    p.add_argument("--export", metavar="DIR", help="export folder (default: beside the corpus)")
+    p.add_argument("--corpus", metavar="DIR", help="curated corpus (facesets_swap_ready)")
+    p.add_argument("--no-verify", action="store_true", help="skip re-detecting every bundle's crops")
+    model_flags(p)

@@ -1,0 +1,99 @@
+"""Subcommands of the export stage: identities -> ranked crops -> .fsz bundles for roop-unleashed."""
+from __future__ import annotations
+
+from facesets.cli.common import (check_model, command, engine_factory, model_flags, section_flags, settings,
+                                 settings_flags)
+from facesets.cli.embed import CACHE_FIX
+from facesets.core import inputs
+
+
+def _crops(args, cfg: dict) -> None:
+    from facesets.export.exporter import export_crops
+    from facesets.export.identities_in import identities_of, singletons_of
+
+    inputs.existing(args.cache, "face cache", CACHE_FIX)
+    idents, meta = identities_of(args.manifest)
+    check_model(cfg)
+    export_crops(args.cache, idents, args.out, cfg["export"], cfg["verify"]["checks"], engine_factory(cfg),
+                 args.enrich, singletons_of(args.raw_manifest), cfg["embed"]["max_image_pixels"],
+                 cfg["embed"]["io_threads"], progress=not args.quiet, meta=meta)
+
+
+def _bundles(out: str, cfg: dict) -> None:
+    from facesets.export.exporter import CROPS_INDEX, export_bundles
+
+    inputs.existing(f"{out}/{CROPS_INDEX}", "crop index", "run `facesets export-crops` first, or fix the path")
+    export_bundles(out, cfg["export"]["top_n"])
+
+
+def _verify(paths: list[str], cfg: dict, json_out: str | None, quiet: bool, allow_empty: bool) -> int:
+    from facesets.core import atomic
+    from facesets.core.engine import FaceEngine
+    from facesets.export.verify import table, verify
+
+    for p in paths:
+        inputs.existing(p, "bundle or folder", "fix the path (a .fsz file or a folder of them)")
+    check_model(cfg)
+    rows = verify(paths, FaceEngine.from_config(cfg), cfg["verify"]["checks"], cfg["export"]["out_size"],
+                  cfg["verify"]["max_member_bytes"], progress=not quiet, allow_empty=allow_empty)
+    print(table(rows))
+    if json_out:
+        atomic.write_json(json_out, {"ok": not rows, "violations": rows})
+    return 1 if rows else 0
+
+
+def cmd_export_crops(args) -> int:
+    _crops(args, settings(args))
+    return 0
+
+
+def cmd_export_bundles(args) -> int:
+    _bundles(args.out, settings(args))
+    return 0
+
+
+def cmd_export_swap(args) -> int:
+    """The seed's one-step form: crops, then bundles, then the contract check."""
+    cfg = settings(args)
+    _crops(args, cfg)
+    _bundles(args.out, cfg)
+    return _verify([args.out], cfg, None, args.quiet, allow_empty=True)
+
+
+def cmd_verify(args) -> int:
+    return _verify(args.paths, settings(args), args.json, args.quiet, args.allow_empty)
+
+
+def _crop_flags(p) -> None:
+    p.add_argument("--raw-manifest", metavar="JSON", help="raw cluster manifest (its singletons feed --candidates)")
+    p.add_argument("--enrich", metavar="NPZ", help="enrich.npz with pose (default: estimate pose from keypoints)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    section_flags(p, "export")
+    model_flags(p)
+
+
+def register(sub) -> None:
+    p = command(sub, "export-swap", cmd_export_swap, "crops + .fsz bundles + manifests for roop-unleashed, then verify")
+    p.add_argument("cache", metavar="CACHE", help="face cache (faces.npz or a cache folder)")
+    p.add_argument("manifest", nargs="+", metavar="MANIFEST",
+                   help="refine_manifest.json (and folders / eras manifests)")
+    p.add_argument("out", metavar="OUT", help="export folder")
+    _crop_flags(p)
+
+    p = command(sub, "export-crops", cmd_export_crops, "(pipeline) ranked single-face crops -> OUT/crops.json")
+    p.add_argument("cache", metavar="CACHE", help="face cache (faces.npz or a cache folder)")
+    p.add_argument("out", metavar="OUT", help="export folder")
+    p.add_argument("--manifest", nargs="+", required=True, metavar="JSON", help="refine / folders / eras manifests")
+    _crop_flags(p)
+
+    p = command(sub, "export-bundles", cmd_export_bundles, "(pipeline) .fsz bundles and manifests from OUT/crops.json")
+    p.add_argument("out", metavar="OUT", help="export folder holding crops.json")
+    section_flags(p, "export", only=("top_n",))
+    settings_flags(p)
+
+    p = command(sub, "verify-fsz", cmd_verify, "check .fsz bundles against roop's contract; exit 1 on any violation")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=".fsz files or folders")
+    p.add_argument("--json", metavar="JSON", help="also write the result as JSON")
+    p.add_argument("--allow-empty", action="store_true", help="no bundle at all is not an error (empty export)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    model_flags(p)
