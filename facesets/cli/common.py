@@ -13,9 +13,8 @@ import os
 from facesets.core import config as fsconfig
 from facesets.core import messages
 from facesets.core.errors import ConfigError
+from facesets.core.workflow import RUNTIME_ENV  # speed-only settings Snakemake hands every job
 
-# speed-only settings (providers, threads, the worker interpreter) that Snakemake hands every job
-RUNTIME_ENV = "FACESETS_RUNTIME"
 METAVARS = {"number": "X", "integer": "N", "string": "TEXT"}
 TYPES = {"number": float, "integer": int, "string": str}
 
