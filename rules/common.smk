@@ -43,7 +43,6 @@ onstart:
 SOURCES = {s["name"]: os.path.abspath(os.path.expanduser(s["path"])) for s in config["sources"]}
 SHARDS = config["embed"]["shards"]
 GPU = wf.uses_gpu(config)
-FACESETS = "facesets"  # TEMPORARY until rules/report.smk calls `facesets` directly
 
 CACHE = str(LAYOUT.cache)
 CACHE_CSV = str(LAYOUT.cache_csv)

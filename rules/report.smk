@@ -1,7 +1,7 @@
 # The HTML report, at the end of the default target (also in `snakemake --report`).
 # Its named inputs are the manifests it reads, so a change to any of them rebuilds it.
 
-REPORT = f"{RESULTS}/report/index.html"
+REPORT = str(LAYOUT.report_dir / "index.html")
 
 
 rule report:
@@ -15,12 +15,15 @@ rule report:
         plans=list(PLAN.values()),
         eras_manifest=[ERAS_MANIFEST] if USE_ERAS else [],
         sweep_summary=[SWEEP_SUMMARY] if SWEEP_COMBOS else [],
+        not_scanned=[f"{LISTING}/{src}/not_scanned.json" for src in SOURCES],
     output:
         report(REPORT, caption="../report/caption.rst", category="facesets"),
     params:
-        results=RESULTS,
-        out=f"{RESULTS}/report",
+        out=lambda wc, output: os.path.dirname(output[0]),
+        results=lambda wc, output: os.path.dirname(os.path.dirname(output[0])),  # the report is <results>/report/
     log:
         f"{RESULTS}/logs/report/report.log",
+    conda:
+        "../envs/facesets.yaml"
     shell:
-        "{FACESETS} report {params.results:q} --out {params.out:q} --log {log:q}"
+        "facesets report {params.results:q} --out {params.out:q} --log {log:q}"
