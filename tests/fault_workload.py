@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facesets import refine  # noqa: E402
+from facesets.identities import refine  # noqa: E402
 from facesets.core import atomic, config
 from facesets.core.engine import FaceEngine  # noqa: E402
 from facesets.curation import corpus, plans

@@ -10,7 +10,6 @@ downloads, so an offline machine gets one line saying what to do, not a connecti
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
@@ -20,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from facesets.core import messages
+from facesets.core.digests import sha256_file
 from facesets.core.errors import ModelPackError
 
 log = logging.getLogger(__name__)
@@ -200,21 +200,13 @@ def ensure(spec: str, root: str = "~/.insightface", download: bool = True) -> Pa
     return check(spec, root)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def describe(pack: Pack) -> dict:
     """What the pipeline records about the pack it runs with (results/cache/model.json): a change of any
     model file changes this record."""
     return {"pack": pack.spec, "folder": str(pack.folder), "embedding_width": pack.embedding_width,
             "tasks": sorted(pack.tasks),
             "models": [{"file": f.path.name, "task": f.task, "embedding_width": f.width, "size": f.size,
-                        "sha256": _sha256(f.path), "used": not f.problem} for f in pack.files]}
+                        "sha256": sha256_file(f.path), "used": not f.problem} for f in pack.files]}
 
 
 def listing(pack: Pack) -> list[str]:

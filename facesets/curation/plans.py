@@ -6,11 +6,11 @@ Order: occlusion -> consolidate -> bytedup -> neardup -> multiface.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from facesets.core.digests import sha256_file
 from facesets.curation.state import Desired, Inventory, desired
 from facesets.embed.cache import FaceCache
 from facesets.identities import shared as ids
@@ -114,15 +114,8 @@ def family_of(name: str, regex: str) -> str:
 
 
 def sha256_files(paths: list[Path], threads: int) -> list[str]:
-    def h(p: Path) -> str:
-        d = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                d.update(chunk)
-        return d.hexdigest()
-
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(h, paths))
+        return list(pool.map(sha256_file, paths))
 
 
 def plan_bytedup(inv: Inventory, prior: Desired, export_dir: Path, params: dict) -> dict:
