@@ -15,6 +15,7 @@ include: "rules/identities.smk"
 include: "rules/folders_eras.smk"
 include: "rules/export.smk"
 include: "rules/curation.smk"
+include: "rules/evaluation.smk"
 include: "rules/sweeps.smk"
 include: "rules/report.smk"
 

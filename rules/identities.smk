@@ -1,11 +1,10 @@
-# Face cache -> raw clusters, refined facesets, near-duplicate report, landmarks/pose, evaluation.
+# Face cache -> raw clusters, refined facesets, near-duplicate report, landmarks/pose.
 # Each threshold reaches exactly one rule's params, so changing it reruns that rule and its downstream.
 
 RAW_MANIFEST = str(LAYOUT.raw_manifest)
 REFINE_MANIFEST = str(LAYOUT.refine_manifest)
 DUPLICATES = str(LAYOUT.duplicates)
 ENRICH = str(LAYOUT.enrich)
-EVALUATION = str(LAYOUT.evaluation)
 
 
 rule cluster:
@@ -83,21 +82,3 @@ rule enrich:
         "../envs/facesets.yaml"
     shell:
         "facesets enrich {input.cache:q} --out {output:q} --settings {params.settings:q} --log {log:q}"
-
-
-rule evaluate:
-    input:
-        manifest=REFINE_MANIFEST,
-        cache=CACHE,
-    output:
-        EVALUATION,
-    params:
-        labels=config["evaluate"]["labels"],
-        root=config["evaluate"]["root"],
-    log:
-        f"{RESULTS}/logs/evaluate/evaluate.log",
-    conda:
-        "../envs/facesets.yaml"
-    shell:
-        "facesets evaluate {input.manifest:q} --labels {params.labels:q} --root {params.root:q} "
-        "--cache {input.cache:q} --out {output:q} --log {log:q}"

@@ -16,6 +16,7 @@ rule report:
         eras_manifest=[ERAS_MANIFEST] if USE_ERAS else [],
         sweep_summary=[SWEEP_SUMMARY] if SWEEP_COMBOS else [],
         not_scanned=[f"{LISTING}/{src}/not_scanned.json" for src in SOURCES],
+        evaluation=[EVALUATION] if config["evaluate"]["labels"] else [],
     output:
         report(REPORT, caption="../report/caption.rst", category="facesets"),
     params:

@@ -31,8 +31,9 @@ def main(queue_path, results_path):
     except ImportError as exc:
         # enabled: auto with an interpreter that lacks the optional extra: the occlusion plan records why
         _atomic_json(results_path, {"worker": "clip", "python": sys.executable, "results": None,
-                                    "skipped": f"open_clip is not importable by {sys.executable} ({exc}): install "
-                                               "the clip extra there or set curation.occlusion.enabled: off"})
+                                    "skipped": f"could not run: open_clip is not importable by {sys.executable} "
+                                               f"({exc}); install the clip extra there (pip install "
+                                               "'facesets[clip]') or set curation.occlusion.enabled: off"})
         print(f"clip: skipped, open_clip is not importable ({exc})", file=sys.stderr)
         return
     from PIL import Image

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 from facesets.cli.common import check_model, command, model_flags, settings, settings_flags
@@ -39,7 +40,7 @@ def cmd_plan(args) -> int:
     from facesets.curation import plans as P
     from facesets.curation.planfiles import read_plans
     from facesets.curation.state import inventory
-    from facesets.curation.workers import read_results, skipped_reason
+    from facesets.curation.workers import read_results
     from facesets.embed.cache import FaceCache
 
     cur = settings(args)["curation"]
@@ -50,8 +51,8 @@ def cmd_plan(args) -> int:
         inputs.existing(args.cache, "face cache", CACHE_FIX)
     inv = inventory(args.export)
     prior = P.prior_state(inv, read_plans(args.prior))
-    if name == "occlusion":  # no scores: the filter is off, or the worker said why it skipped
-        skipped = skipped_reason(args.results) if args.results else "occlusion filter off (curation.occlusion.enabled)"
+    if name == "occlusion":
+        skipped = _occlusion_skip(args, cur["occlusion"]["enabled"])
         plan = P.plan_occlusion(inv, read_results(args.results), cur["occlusion"], skipped=skipped)
     elif name == "consolidate":
         plan = P.plan_consolidate(inv, prior, FaceCache.load(args.cache), cur["consolidate"],
@@ -65,6 +66,22 @@ def cmd_plan(args) -> int:
     atomic.write_json(args.out, plan)
     log.info("plan %s: %s", plan["pass"], plan["stats"] or "no changes")
     return 0
+
+
+def _occlusion_skip(args, enabled: str) -> str | None:
+    """Why there are no CLIP scores: switched off by the person, or unable to run (said loudly: a log
+    warning here, the plan's reason, and a banner in the report)."""
+    from facesets.curation.workers import skipped_reason
+
+    if args.results:
+        why = skipped_reason(args.results)  # the worker ran in another interpreter and said why it could not
+    elif enabled == "off":
+        return messages.OCCLUSION_OFF
+    else:  # auto, and this interpreter has no open_clip (the rule gave no worker results)
+        why = messages.OCCLUSION_CANNOT_RUN.format(python=sys.executable)
+    if why:
+        log.warning("occlusion filter: %s", why)
+    return why
 
 
 def cmd_apply(args) -> int:

@@ -93,11 +93,15 @@ def cmd_enrich(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from facesets.identities.evaluate import evaluate
+    from facesets.identities.evaluate import evaluate, evaluate_stage
 
-    inputs.existing(args.manifest, "manifest", "run `facesets refine` (or cluster) first, or fix the path")
+    inputs.existing(args.manifest, "manifest or results folder", "run the pipeline (or `facesets refine`) first, "
+                    "or fix the path")
     inputs.existing(args.labels, "labels CSV", "fix the path (config evaluate.labels)")
-    result = evaluate(args.manifest, args.labels, args.root, args.cache)
+    if Path(args.manifest).is_dir():
+        result = evaluate_stage(args.manifest, args.stage, args.labels, args.root, args.cache)
+    else:
+        result = evaluate(args.manifest, args.labels, args.root, args.cache)
     if args.out:
         from facesets.core import atomic
 
@@ -178,8 +182,12 @@ def register(sub) -> None:
     p.add_argument("--kps-only", action="store_true", help="skip the landmark models even if the pack has them")
     model_flags(p)
 
-    p = command(sub, "evaluate", cmd_evaluate, "score a manifest against a labels CSV (pairwise/BCubed P/R/F, NMI)")
-    p.add_argument("manifest", metavar="MANIFEST", help="refine_manifest.json or a raw cluster manifest.json")
+    p = command(sub, "evaluate", cmd_evaluate, "score any stage against a labels CSV (P/R/F, NMI, coverage, "
+                "and where every lost face went)")
+    p.add_argument("manifest", metavar="MANIFEST|RESULTS", help="a raw, refine, export or corpus manifest.json, or "
+                   "a results folder (then --stage picks the stage; default: final, the bundles in the corpus)")
+    p.add_argument("--stage", choices=["raw", "refine", "export", "final"], default="final",
+                   help="with a results folder: which stage to score (default final)")
     p.add_argument("--labels", required=True, metavar="CSV", help="labels CSV (path, identity)")
     p.add_argument("--root", required=True, metavar="DIR", help="folder the labels' paths are relative to")
     p.add_argument("--cache", metavar="CACHE", help="cache the manifest was made from (default: recorded in it)")

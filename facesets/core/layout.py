@@ -78,7 +78,8 @@ class Layout:
 
     @property
     def evaluation(self) -> Path:
-        return self.refined / "evaluation.json"
+        """The final corpus scored against `evaluate.labels`, with the loss table."""
+        return self.results / "evaluation.json"
 
     @property
     def folders_manifest(self) -> Path:

@@ -40,3 +40,8 @@ PLAN_FIX = "re-create it with `facesets plan` (or `snakemake plans`), or remove 
 UNEXPECTED = "facesets {cmd} failed: {exc}; the traceback is in {log} (or run with -v)"
 UNEXPECTED_VERBOSE = "facesets {cmd} failed: {exc}; the traceback is above"
 UNEXPECTED_NO_LOG = "facesets {cmd} failed: {exc}; run it again with -v (or --log FILE) for the traceback"
+
+# the occlusion filter: switched off by the person, or unable to run (which must never look the same)
+OCCLUSION_OFF = "occlusion filter off (curation.occlusion.enabled: off)"
+OCCLUSION_CANNOT_RUN = ("could not run: open_clip is not importable by {python}; install the clip extra there "
+                        "(pip install 'facesets[clip]', or make test-clip) or set curation.occlusion.enabled: off")

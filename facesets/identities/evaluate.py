@@ -65,32 +65,101 @@ def score(pred: list[str], true: list[str]) -> dict:
     }
 
 
-def evaluate(manifest_path: str | Path, labels_path: str | Path, root: str | Path,
-             cache_path: str | Path | None = None) -> dict:
-    manifest = atomic.read_json(manifest_path)
-    cache = FaceCache.load(cache_path or manifest["cache"])
-    labels = read_labels(labels_path)
+def labeled_faces(cache: FaceCache, labels: dict[str, str], root: str | Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(face key -> identity, face key -> photo path) for every labeled photo under `root`: its largest
+    face carries the label. A labeled photo with no cached face is keyed `path:<source>/<path>`, so the
+    loss table can say why (no face, unreadable)."""
     root = os.path.realpath(root)
-    # the largest face of each labeled photo carries the label
     area = (cache.faces["bbox"][:, 2] - cache.faces["bbox"][:, 0]) * (cache.faces["bbox"][:, 3] - cache.faces["bbox"][:, 1])
     largest: dict[str, str] = {}
     best: dict[str, float] = {}
-    keys = cache.face_keys()
-    for k, p, a in zip(keys, cache.face_path.tolist(), area.tolist()):
+    for k, p, a in zip(cache.face_keys(), cache.face_path.tolist(), area.tolist()):
         if a > best.get(p, -1):
             best[p], largest[p] = a, k
-    label_of_key = {}
-    for p, k in largest.items():
+    label_of, path_of = {}, {}
+    for e in cache.files:
+        p = f"{e['source']}/{e['path']}"
         rel = os.path.relpath(os.path.realpath(cache.abs_path(p)), root)
-        if not rel.startswith("..") and Path(rel).as_posix() in labels:
-            label_of_key[k] = labels[Path(rel).as_posix()]
+        rel = Path(rel).as_posix()
+        if rel.startswith("..") or rel not in labels:
+            continue
+        k = largest.get(e["alias_of"] if e["status"] == "alias" else p, f"path:{p}")
+        label_of[k], path_of[k] = labels[rel], p
+    return label_of, path_of
+
+
+def _gated(cache: FaceCache, keys: list[str], gates: dict) -> list[str]:
+    """The keys whose face passes refine's quality gates (the faces a faceset can be expected to hold)."""
+    idx = {k: i for i, k in enumerate(cache.face_keys())}
+    f = cache.faces
+    return [k for k in keys if k in idx and f["face_short"][idx[k]] >= gates["min_short"]
+            and f["blur"][idx[k]] >= gates["min_blur"] and f["det_score"][idx[k]] >= gates["min_det_score"]]
+
+
+def evaluate_stage(results: str | Path, stage: str, labels_path: str | Path, root: str | Path,
+                   cache_path: str | Path | None = None) -> dict:
+    """Score one stage of a results folder (raw, refine, export or final: the curated corpus's bundles)
+    against a labels CSV, with the loss table: every labeled face in no final faceset, the stage that let it
+    go and why (for stages before the final one the table still describes the final outcome)."""
+    from facesets.core.layout import Layout
+    from facesets.curation import outcome
+
+    layout = Layout(results)
+    cache = FaceCache.load(cache_path or layout.cache)
+    label_of, path_of = labeled_faces(cache, read_labels(labels_path), root)
+    pred, true = [], []
+    by_identity: dict[str, dict] = {}
+    for name, keys in outcome.membership(layout, stage).items():
+        for k in keys:
+            if k in label_of:
+                pred.append(name)
+                true.append(label_of[k])
+                by_identity.setdefault(label_of[k], {}).setdefault(name, 0)
+                by_identity[label_of[k]][name] += 1
+    out = {"stage": stage, **score(pred, true)}
+    placed = set(k for ks in outcome.membership(layout, stage).values() for k in ks)
+    out["labeled_faces"] = len(label_of)
+    out["coverage"] = sum(k in placed for k in label_of) / len(label_of) if label_of else 0.0
+    gates = {k: (atomic.read_json(layout.refine_manifest)["params"][k] if layout.refine_manifest.is_file() else 0)
+             for k in ("min_short", "min_blur", "min_det_score")}
+    gated = _gated(cache, list(label_of), gates)
+    out["quality_gates"] = gates
+    out["coverage_of_gated"] = sum(k in placed for k in gated) / len(gated) if gated else 0.0
+    out["per_identity"] = {i: {"faces": sum(t == i for t in label_of.values()), "facesets": dict(sorted(g.items()))}
+                           for i, g in sorted(by_identity.items())}
+    lost = outcome.loss(layout, path_of, cache)
+    for row in lost:
+        row["identity"] = label_of[row["key"]]
+    out["loss"] = lost
+    summary: dict[str, int] = {}
+    for row in lost:
+        summary[row["stage"]] = summary.get(row["stage"], 0) + 1
+    out["loss_summary"] = dict(sorted(summary.items(), key=lambda kv: -kv[1]))
+    return out
+
+
+def stage_of_manifest(manifest: dict) -> str:
+    return {"raw": "raw", "refine": "refine", "swap_ready": "export", "curated": "final"}.get(manifest.get("kind"), "")
+
+
+def evaluate(manifest_path: str | Path, labels_path: str | Path, root: str | Path,
+             cache_path: str | Path | None = None) -> dict:
+    """Score a manifest of any stage. Raw and refine manifests may live anywhere (they name their cache);
+    an export or corpus manifest is scored within its results folder."""
+    manifest = atomic.read_json(manifest_path)
+    stage = stage_of_manifest(manifest)
+    if stage in ("export", "final"):
+        return evaluate_stage(Path(manifest_path).resolve().parents[1], stage, labels_path, root, cache_path)
+    cache = FaceCache.load(cache_path or manifest["cache"])
+    label_of, _ = labeled_faces(cache, read_labels(labels_path), root)
+    label_of = {k: v for k, v in label_of.items() if not k.startswith("path:")}
     pred, true = [], []
     for name, faces in manifest_groups(manifest).items():
         for k, _ in faces:
-            if k in label_of_key:
+            if k in label_of:
                 pred.append(name)
-                true.append(label_of_key[k])
+                true.append(label_of[k])
     out = score(pred, true)
-    out["labeled_faces"] = len(label_of_key)
-    out["coverage"] = len(pred) / len(label_of_key) if label_of_key else 0.0
+    out["labeled_faces"] = len(label_of)
+    out["coverage"] = len(pred) / len(label_of) if label_of else 0.0
     return out

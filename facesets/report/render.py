@@ -53,6 +53,8 @@ def build(results: str | Path, out_dir: str | Path) -> Path:
     index = out_dir / "index.html"
     _write(index, "index.html", "facesets report",
            applied=sections.curation_state(applied),
+           banners=sections.banners(layout),
+           evaluation=sections.evaluation(layout),
            evolution=sections.evolution(corpus_manifest), evolution_cols=sections.EVOLUTION_COLS,
            stages=sections.stages(read(layout.raw_manifest) or {}, read(layout.refine_manifest) or {},
                                   export_manifest),

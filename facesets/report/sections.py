@@ -173,3 +173,28 @@ def eras(manifest: dict) -> dict:
     rows = [{"era": n, "faces": e["n_faces"], "dominant year": e["dominant_year"], "status": "THIN" if e["thin"] else "era"}
             for n, e in {**manifest.get("facesets", {}), **manifest.get("thin_eras", {})}.items()]
     return {"probes": probes, "eras": rows}
+
+
+LOSS_SHOWN = 500  # rows of the loss table on the page; evaluation.json holds every one
+
+
+def banners(layout: Layout) -> list[str]:
+    """Things the person must know before trusting the corpus: a curation pass that could not run."""
+    plan = read(layout.plans / "occlusion.json") or {}
+    why = plan.get("skipped") or ""
+    return [f"The occlusion filter {why}"] if why.startswith("could not run") else []
+
+
+def evaluation(layout: Layout) -> dict | None:
+    """The final corpus against the labels: the scores, and where every lost labeled face went."""
+    ev = read(layout.evaluation)
+    if not ev:
+        return None
+    keys = ("bcubed_precision", "bcubed_recall", "bcubed_f", "coverage", "coverage_of_gated", "labeled_faces",
+            "n_faces", "identities_split", "clusters_merged")
+    scores = [{"measure": k, "value": f"{ev[k]:.4f}" if isinstance(ev.get(k), float) else ev.get(k, "")}
+              for k in keys if k in ev]
+    summary = [{"stage": s, "faces": n} for s, n in ev.get("loss_summary", {}).items()]
+    rows = [{"identity": r.get("identity", ""), "photo": r["path"], "stage": r["stage"], "reason": r["reason"]}
+            for r in ev.get("loss", [])[:LOSS_SHOWN]]
+    return {"scores": scores, "summary": summary, "rows": rows, "more": max(len(ev.get("loss", [])) - LOSS_SHOWN, 0)}
