@@ -6,6 +6,7 @@ the others become `alias` entries pointing at it, so every on-disk location stay
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 from dataclasses import dataclass, field
@@ -111,6 +112,12 @@ class FaceCache:
 
     def by_status(self, status: str) -> list[dict]:
         return [e for e in self.files if e["status"] == status]
+
+    @functools.cached_property
+    def image_sizes(self) -> dict[str, tuple[int, int]]:
+        """canonical "source/path" -> (width, height) of the photo after EXIF orientation (built once)."""
+        return {f'{e["source"]}/{e["path"]}': (int(e.get("width") or 0), int(e.get("height") or 0))
+                for e in self.files if e["status"] == "face"}
 
     def aliases_of(self) -> dict[str, list[str]]:
         """canonical "source/path" -> the alias paths of the same bytes."""

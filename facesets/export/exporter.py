@@ -30,6 +30,7 @@ from facesets.export import quality
 from facesets.export.crops import dct_reduction, make_crop
 from facesets.export.decode import Source, decoded, read_source
 from facesets.export.fsz import write_fsz
+from facesets.export.partial import partial_reason
 from facesets.identities import shared as ids
 from facesets.identities.neighbors import collapse_near_duplicates
 
@@ -77,12 +78,17 @@ def select(cache: FaceCache, idx: list[int], comp: np.ndarray, p: dict) -> tuple
     c = ids.centroid(emb[idx])
     dist = 1.0 - emb[idx] @ c
     kept = []
+    sizes = cache.image_sizes
     for i, d in zip(idx, dist.tolist()):
+        partial = partial_reason(cache.faces["bbox"][i], cache.faces["kps"][i], *sizes.get(cache.face_path[i], (0, 0)),
+                                 p["min_visible_fraction"])
         if d > p["outlier_threshold"]:
             excluded.append({"key": keys[i], "stage": "outlier", "reason": f"distance {d:.3f} > {p['outlier_threshold']}"})
         elif cache.faces["face_short"][i] < p["min_face_short"]:
             excluded.append({"key": keys[i], "stage": "size",
                              "reason": f"face_short {cache.faces['face_short'][i]:.1f} < {p['min_face_short']}"})
+        elif partial:
+            excluded.append({"key": keys[i], "stage": "partial", "reason": partial})
         else:
             kept.append(i)
     if len(kept) > 1:
