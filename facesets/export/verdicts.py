@@ -1,0 +1,114 @@
+"""Detections of crops, stored by content: a crop is run through the detector at most once per setting.
+
+A detection of a PNG crop is a function of (the PNG's bytes, the detector setting, the detector model), so
+it is kept in one content-addressed store that the export's one-face check, both verifies and the
+multi-face audit read and fill. The key holds the PNG's sha256, (det_size, det_thresh) and the detector's
+identity (its model file's digest and the engine revision): a changed pack or setting never reuses an old
+verdict. The store is SQLite in WAL mode: a kill -9 loses at most the detections of the transaction in
+flight, never the file, and several processes read and write it at once.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from facesets.core.digests import sha256_file
+from facesets.core.engine import ENGINE_REVISION, Detections
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS detections (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+
+@functools.lru_cache(maxsize=8)
+def detector_identity(model_file: str) -> str:
+    """The detector's identity: its weights' digest and the engine revision (a new decode/alignment code
+    changes what a detection means, so it starts afresh)."""
+    return hashlib.sha1(f"{sha256_file(model_file)}:{ENGINE_REVISION}".encode()).hexdigest()[:16]
+
+
+def _key(png_sha: str, det_size: int, det_thresh: float, detector: str) -> str:
+    return f"{png_sha}:{int(det_size)}:{float(det_thresh):g}:{detector}"
+
+
+def _encode(det: Detections) -> str:
+    return json.dumps({"b": np.asarray(det.bboxes, np.float64).tolist(), "s": np.asarray(det.scores, np.float64).tolist(),
+                       "k": np.asarray(det.kps, np.float64).tolist()})
+
+
+def _decode(text: str) -> Detections:
+    d = json.loads(text)
+    return Detections(np.asarray(d["b"], np.float32).reshape(-1, 4), np.asarray(d["s"], np.float32),
+                      np.asarray(d["k"], np.float32).reshape(-1, 5, 2))
+
+
+class DetectionStore:
+    """Thread-safe; one connection per thread. `runs` and `reused` count this process's lookups."""
+
+    def __init__(self, path: str | Path, detector: str):
+        self.path, self.detector = Path(path), detector
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._count_lock = threading.Lock()
+        self.runs = self.reused = 0
+        with self._conn() as c:
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+        return conn
+
+    def get(self, png_sha: str, det_size: int, det_thresh: float) -> Detections | None:
+        row = self._conn().execute("SELECT value FROM detections WHERE key=?",
+                                   (_key(png_sha, det_size, det_thresh, self.detector),)).fetchone()
+        return _decode(row[0]) if row else None
+
+    def put(self, png_sha: str, det_size: int, det_thresh: float, det: Detections) -> None:
+        self._conn().execute("INSERT OR REPLACE INTO detections (key, value) VALUES (?, ?)",
+                             (_key(png_sha, det_size, det_thresh, self.detector), _encode(det)))
+
+    def detect(self, engine, png_sha: str, image_of, det_size: int, det_thresh: float) -> Detections:
+        """The stored detection, or run the detector once (on `image_of()`, decoded only then) and store it."""
+        det = self.get(png_sha, det_size, det_thresh)
+        if det is not None:
+            with self._count_lock:
+                self.reused += 1
+            return det
+        det = engine.detect(image_of(), det_size=int(det_size), det_thresh=float(det_thresh))
+        self.put(png_sha, det_size, det_thresh, det)
+        with self._count_lock:
+            self.runs += 1
+        return det
+
+    def stats(self) -> dict[str, int]:
+        return {"detector_runs": self.runs, "detections_reused": self.reused}
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            self._local.conn = None
+
+
+class StoredDetector:
+    """An engine stand-in for the crop checks: `detect(crop)` of one PNG's pixels goes through the store.
+
+    Bind it to a crop with `for_png(sha, image)`; the checks then call `detect(img, det_size=, det_thresh=)`
+    exactly as they call the engine."""
+
+    def __init__(self, engine, store: DetectionStore, png_sha: str):
+        self.engine, self.store, self.png_sha = engine, store, png_sha
+
+    def detect(self, img, det_size: int, det_thresh: float) -> Detections:
+        return self.store.detect(self.engine, self.png_sha, lambda: img, det_size, det_thresh)

@@ -1,0 +1,91 @@
+"""The content-addressed detection store: at most one detector run per (PNG, setting, detector); safe under
+kill -9 and concurrent processes; a changed pack or setting never reuses a verdict."""
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from conftest import REPO
+from facesets.core.engine import Detections
+from facesets.export.verdicts import DetectionStore, StoredDetector
+
+
+class CountingEngine:
+    def __init__(self):
+        self.calls = []
+
+    def detect(self, img, det_size=640, det_thresh=0.5):
+        self.calls.append((det_size, det_thresh))
+        n = 1 if det_thresh >= 0.5 else 2
+        return Detections(np.tile(np.array([[1.5, 2.25, 30.125, 40.0]], np.float32), (n, 1)),
+                          np.full(n, 0.87654321, np.float32), np.ones((n, 5, 2), np.float32) * 7.5)
+
+
+def test_one_run_per_png_and_setting(tmp_path):
+    eng, store = CountingEngine(), DetectionStore(tmp_path / "d.sqlite", "packA")
+    img = np.zeros((8, 8, 3), np.uint8)
+    for _ in range(3):
+        for size, thresh in ((640, 0.5), (320, 0.5), (640, 0.3)):
+            det = StoredDetector(eng, store, "sha1").detect(img, det_size=size, det_thresh=thresh)
+            assert len(det) == (1 if thresh >= 0.5 else 2)
+    assert len(eng.calls) == 3 and store.stats() == {"detector_runs": 3, "detections_reused": 6}
+    again = store.get("sha1", 640, 0.5)
+    assert again.bboxes.tolist() == [[1.5, 2.25, 30.125, 40.0]] and again.scores[0] == np.float32(0.87654321)
+    # a new process (a later job) reuses them too
+    later = DetectionStore(tmp_path / "d.sqlite", "packA")
+    StoredDetector(eng, later, "sha1").detect(img, det_size=640, det_thresh=0.5)
+    assert len(eng.calls) == 3
+
+
+def test_changed_pack_or_setting_never_reuses(tmp_path):
+    eng = CountingEngine()
+    a = DetectionStore(tmp_path / "d.sqlite", "packA")
+    a.detect(eng, "sha1", lambda: None, 640, 0.5)
+    assert a.get("sha1", 640, 0.4) is None and a.get("sha1", 480, 0.5) is None and a.get("sha2", 640, 0.5) is None
+    b = DetectionStore(tmp_path / "d.sqlite", "packB")  # another detector (or engine revision)
+    assert b.get("sha1", 640, 0.5) is None
+    b.detect(eng, "sha1", lambda: None, 640, 0.5)
+    assert len(eng.calls) == 2
+
+
+WRITER = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {repo!r})
+    import numpy as np
+    from facesets.core.engine import Detections
+    from facesets.export.verdicts import DetectionStore
+    store = DetectionStore(sys.argv[1], "packA")
+    det = Detections(np.zeros((1, 4), np.float32), np.ones(1, np.float32), np.zeros((1, 5, 2), np.float32))
+    for i in range(int(sys.argv[2])):
+        store.put(f"{{sys.argv[3]}}{{i}}", 640, 0.5, det)
+        if sys.argv[4] == "kill" and i == 150:
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+
+
+def test_kill_minus_9_leaves_a_valid_store(tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER.format(repo=str(REPO)))
+    db = tmp_path / "d.sqlite"
+    out = subprocess.run([sys.executable, str(script), str(db), "1000", "k", "kill"])
+    assert out.returncode != 0
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store = DetectionStore(db, "packA")
+    assert all(store.get(f"k{i}", 640, 0.5) is not None for i in range(150))  # each put is its own transaction
+    store.put("after", 640, 0.5, store.get("k0", 640, 0.5))  # and it takes writes again
+
+
+def test_two_processes_at_once(tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER.format(repo=str(REPO)))
+    db = tmp_path / "d.sqlite"
+    DetectionStore(db, "packA")
+    procs = [subprocess.Popen([sys.executable, str(script), str(db), "300", p, "no"]) for p in ("a", "b")]
+    reader = DetectionStore(db, "packA")
+    seen = 0
+    while any(p.poll() is None for p in procs):
+        seen = max(seen, sum(reader.get(f"a{i}", 640, 0.5) is not None for i in range(0, 300, 30)))
+    assert [p.wait() for p in procs] == [0, 0]
+    assert all(reader.get(f"{p}{i}", 640, 0.5) is not None for p in "ab" for i in range(300))
