@@ -15,6 +15,7 @@ BENCHES = {
     "dag": (["bench_dag.py"], ["bench_dag.py", "--quick"]),
     "e2e": (["bench_e2e.py"], ["bench_e2e.py", "--quick"]),
     "export_curation": (["bench_export_curation.py"], ["bench_export_curation.py", "--quick"]),
+    "review": (["bench_review.py"], ["bench_review.py", "--quick"]),
 }
 
 

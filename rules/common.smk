@@ -10,6 +10,7 @@ from facesets.core import messages, runlock
 from facesets.core import workflow as wf
 from facesets.core.layout import Layout
 from facesets.embed.scan import shard_listing_digests, shard_listings
+from facesets.review import decisions as fsdecisions
 
 fsconfig.check_renamed(config)  # an old key name: one line naming the new one, before the schema's message
 # Snakemake's validate fills the schema defaults in and rejects unknown keys, naming them.
@@ -31,6 +32,15 @@ if workflow.is_main_process:
             sys.exit(f"facesets: {exc}")
     if runlock.clear_stale_snakemake_locks(RESULTS, LAYOUT.run_lock):
         print(f"facesets: {messages.STALE_LOCK_CLEARED.format(results=RESULTS)}", file=sys.stderr)
+
+
+# The person's decisions (facesets review writes them): an input like the config, read here (after the run lock,
+# so the review page cannot write them mid-run) and never written by a rule. Each rule gets only its part.
+DECISIONS_FILE = os.path.abspath(os.path.expanduser(config["review"]["decisions"]))
+try:
+    DECISIONS = fsdecisions.load(DECISIONS_FILE)
+except fsdecisions.DecisionsError as exc:
+    sys.exit(f"facesets: {exc}")
 
 
 onstart:

@@ -68,6 +68,7 @@ rule plan_occlusion:
         PLAN["occlusion"],
     params:
         settings=wf.settings(config, "curation.occlusion"),
+        decisions=fsdecisions.part(DECISIONS, "drops"),
         export=lambda wc, input: os.path.dirname(input.export),
         results=lambda wc, input: f"--results {shlex.quote(input.results[0])}" if input.results else "",
     log:
@@ -76,7 +77,7 @@ rule plan_occlusion:
         "../envs/facesets.yaml"
     shell:
         "facesets plan occlusion --export {params.export:q} {params.results} --out {output:q} "
-        "--settings {params.settings:q} --log {log:q}"
+        "--settings {params.settings:q} --decisions {params.decisions:q} --log {log:q}"
 
 
 rule plan_consolidate:
@@ -88,6 +89,7 @@ rule plan_consolidate:
         PLAN["consolidate"],
     params:
         settings=wf.settings(config, "curation.consolidate", ("curation.bytedup", ["family_regex"])),
+        decisions=fsdecisions.part(DECISIONS, "consolidate"),
         export=lambda wc, input: os.path.dirname(input.export),
     log:
         f"{RESULTS}/logs/plan/consolidate.log",
@@ -95,7 +97,7 @@ rule plan_consolidate:
         "../envs/facesets.yaml"
     shell:
         "facesets plan consolidate --export {params.export:q} --cache {input.cache:q} --prior {input.prior:q} "
-        "--out {output:q} --settings {params.settings:q} --log {log:q}"
+        "--out {output:q} --settings {params.settings:q} --decisions {params.decisions:q} --log {log:q}"
 
 
 rule plan_bytedup:
@@ -106,6 +108,7 @@ rule plan_bytedup:
         PLAN["bytedup"],
     params:
         settings=wf.settings(config, "curation.bytedup"),
+        decisions=fsdecisions.part(DECISIONS, "drops"),
         export=lambda wc, input: os.path.dirname(input.export),
     log:
         f"{RESULTS}/logs/plan/bytedup.log",
@@ -113,7 +116,7 @@ rule plan_bytedup:
         "../envs/facesets.yaml"
     shell:
         "facesets plan bytedup --export {params.export:q} --prior {input.prior:q} "
-        "--out {output:q} --settings {params.settings:q} --log {log:q}"
+        "--out {output:q} --settings {params.settings:q} --decisions {params.decisions:q} --log {log:q}"
 
 
 rule plan_neardup:
@@ -125,6 +128,7 @@ rule plan_neardup:
         PLAN["neardup"],
     params:
         settings=wf.settings(config, "curation.neardup"),
+        decisions=fsdecisions.part(DECISIONS, "drops"),
         export=lambda wc, input: os.path.dirname(input.export),
     log:
         f"{RESULTS}/logs/plan/neardup.log",
@@ -132,7 +136,7 @@ rule plan_neardup:
         "../envs/facesets.yaml"
     shell:
         "facesets plan neardup --export {params.export:q} --cache {input.cache:q} --prior {input.prior:q} "
-        "--out {output:q} --settings {params.settings:q} --log {log:q}"
+        "--out {output:q} --settings {params.settings:q} --decisions {params.decisions:q} --log {log:q}"
 
 
 rule plan_multiface:
@@ -144,6 +148,7 @@ rule plan_multiface:
         PLAN["multiface"],
     params:
         settings=wf.settings(config, "curation.multiface"),
+        decisions=fsdecisions.part(DECISIONS, "drops"),
         export=lambda wc, input: os.path.dirname(input.export),
     log:
         f"{RESULTS}/logs/plan/multiface.log",
@@ -151,7 +156,7 @@ rule plan_multiface:
         "../envs/facesets.yaml"
     shell:
         "facesets plan multiface --export {params.export:q} --results {input.results:q} --prior {input.prior:q} "
-        "--out {output:q} --settings {params.settings:q} --log {log:q}"
+        "--out {output:q} --settings {params.settings:q} --decisions {params.decisions:q} --log {log:q}"
 
 
 rule plans:

@@ -20,6 +20,7 @@ rule export_crops:
     params:
         settings=wf.settings(config, ("model", ["pack", "det_size", "det_thresh"]), ("export", CROP_KEYS),
                              ("verify", ["checks"])),
+        decisions=fsdecisions.part(DECISIONS, "export_crops"),
         out=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{RESULTS}/logs/export_crops/export_crops.log",
@@ -31,7 +32,7 @@ rule export_crops:
         "../envs/facesets.yaml"
     shell:
         "facesets export-crops {input.cache:q} {params.out:q} --manifest {input.manifest:q} --enrich {input.enrich:q} "
-        "--raw-manifest {input.raw:q} --settings {params.settings:q} --log {log:q}"
+        "--raw-manifest {input.raw:q} --settings {params.settings:q} --decisions {params.decisions:q} --log {log:q}"
 
 
 rule export_bundles:
@@ -41,6 +42,7 @@ rule export_bundles:
         EXPORT_MANIFEST,
     params:
         top_n=config["export"]["top_n"],
+        decisions=fsdecisions.part(DECISIONS, "export_bundles"),
         out=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{RESULTS}/logs/export_bundles/export_bundles.log",
@@ -49,7 +51,7 @@ rule export_bundles:
     conda:
         "../envs/facesets.yaml"
     shell:
-        "facesets export-bundles {params.out:q} --top-n {params.top_n} --log {log:q}"
+        "facesets export-bundles {params.out:q} --top-n {params.top_n} --decisions {params.decisions:q} --log {log:q}"
 
 
 rule verify_export:

@@ -34,6 +34,7 @@ rule refine:
         REFINE_MANIFEST,
     params:
         settings=wf.settings(config, "refine", ("identities", ["link_mode"])),
+        decisions=fsdecisions.part(DECISIONS, "refine"),
         out=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{RESULTS}/logs/refine/refine.log",
@@ -44,7 +45,8 @@ rule refine:
     conda:
         "../envs/facesets.yaml"
     shell:
-        "facesets refine {input:q} {params.out:q} --settings {params.settings:q} --log {log:q}"
+        "facesets refine {input:q} {params.out:q} --settings {params.settings:q} --decisions {params.decisions:q} "
+        "--log {log:q}"
 
 
 rule dedup_report:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from facesets.cli.common import check_model, command, model_flags, settings, settings_flags
 from facesets.cli.embed import CACHE_FIX
+from facesets.cli.review import decisions_flag, decisions_of
 from facesets.core import inputs, messages
 from facesets.core.errors import InputError
 
@@ -42,6 +43,7 @@ def cmd_plan(args) -> int:
     from facesets.curation.state import inventory
     from facesets.curation.workers import read_results
     from facesets.embed.cache import FaceCache
+    from facesets.review.steer import steer
 
     cur = settings(args)["curation"]
     inputs.existing(args.export, "export folder", EXPORT_FIX)
@@ -63,6 +65,7 @@ def cmd_plan(args) -> int:
         plan = P.plan_neardup(inv, prior, FaceCache.load(args.cache), cur["neardup"])
     else:
         plan = P.plan_multiface(inv, prior, read_results(args.results) or {}, cur["multiface"])
+    plan = steer(plan, inv, prior, decisions_of(args))  # the person's keep / same / different
     atomic.write_json(args.out, plan)
     log.info("plan %s: %s", plan["pass"], plan["stats"] or "no changes")
     return 0
@@ -170,6 +173,7 @@ def register(sub) -> None:
     p.add_argument("--results", metavar="JSON", help="worker results.json (occlusion, multiface)")
     p.add_argument("--prior", nargs="*", default=[], metavar="JSON", help="plans of the earlier passes")
     p.add_argument("--out", required=True, metavar="JSON", help="the plan file to write")
+    decisions_flag(p)
     settings_flags(p)
 
     p = command(sub, "apply", cmd_apply, "bring the curated corpus to what the plans describe (journaled)")

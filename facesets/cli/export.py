@@ -4,26 +4,29 @@ from __future__ import annotations
 from facesets.cli.common import (check_model, command, engine_factory, model_flags, section_flags, settings,
                                  settings_flags)
 from facesets.cli.embed import CACHE_FIX
+from facesets.cli.review import decisions_flag, decisions_of
 from facesets.core import inputs
 
 
 def _crops(args, cfg: dict) -> None:
     from facesets.export.exporter import export_crops
     from facesets.export.identities_in import identities_of, singletons_of
+    from facesets.review.steer import hide
 
     inputs.existing(args.cache, "face cache", CACHE_FIX)
     idents, meta = identities_of(args.manifest)
+    hidden = hide(meta, idents, decisions_of(args)["hide"])  # the person's: no bundles, _hidden/ in the corpus
     check_model(cfg)
     export_crops(args.cache, idents, args.out, cfg["export"], cfg["verify"]["checks"], engine_factory(cfg),
                  args.enrich, singletons_of(args.raw_manifest), cfg["embed"]["max_image_pixels"],
-                 cfg["embed"]["io_threads"], progress=not args.quiet, meta=meta)
+                 cfg["embed"]["io_threads"], progress=not args.quiet, meta=meta, extra=hidden)
 
 
-def _bundles(out: str, cfg: dict) -> None:
+def _bundles(out: str, cfg: dict, names: dict[str, str]) -> None:
     from facesets.export.exporter import CROPS_INDEX, export_bundles
 
     inputs.existing(f"{out}/{CROPS_INDEX}", "crop index", "run `facesets export-crops` first, or fix the path")
-    export_bundles(out, cfg["export"]["top_n"])
+    export_bundles(out, cfg["export"]["top_n"], names=names)
 
 
 def _verify(paths: list[str], cfg: dict, json_out: str | None, quiet: bool, allow_empty: bool) -> int:
@@ -48,7 +51,7 @@ def cmd_export_crops(args) -> int:
 
 
 def cmd_export_bundles(args) -> int:
-    _bundles(args.out, settings(args))
+    _bundles(args.out, settings(args), decisions_of(args)["names"])
     return 0
 
 
@@ -56,7 +59,7 @@ def cmd_export_swap(args) -> int:
     """The seed's one-step form: crops, then bundles, then the contract check."""
     cfg = settings(args)
     _crops(args, cfg)
-    _bundles(args.out, cfg)
+    _bundles(args.out, cfg, decisions_of(args)["names"])
     return _verify([args.out], cfg, None, args.quiet, allow_empty=True)
 
 
@@ -69,6 +72,7 @@ def _crop_flags(p) -> None:
     p.add_argument("--enrich", metavar="NPZ", help="enrich.npz with pose (default: estimate pose from keypoints)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     section_flags(p, "export")
+    decisions_flag(p)
     model_flags(p)
 
 
@@ -89,6 +93,7 @@ def register(sub) -> None:
     p = command(sub, "export-bundles", cmd_export_bundles, "(pipeline) .fsz bundles and manifests from OUT/crops.json")
     p.add_argument("out", metavar="OUT", help="export folder holding crops.json")
     section_flags(p, "export", only=("top_n",))
+    decisions_flag(p)
     settings_flags(p)
 
     p = command(sub, "verify-fsz", cmd_verify, "check .fsz bundles against roop's contract; exit 1 on any violation")

@@ -7,6 +7,7 @@ from pathlib import Path
 from facesets.cli.common import (check_model, command, engine_factory, model_flags, section_flags, settings,
                                  settings_flags)
 from facesets.cli.embed import CACHE_FIX
+from facesets.cli.review import anchors_of, decisions_flag, decisions_of
 from facesets.core import config as fsconfig
 from facesets.core import inputs, messages
 from facesets.core.errors import InputError
@@ -38,7 +39,8 @@ def cmd_refine(args) -> int:
 
     cfg = settings(args)
     inputs.existing(args.cache, "face cache", CACHE_FIX)
-    refine.run(args.cache, args.out, cfg["refine"], cfg["identities"]["link_mode"], progress=True)
+    refine.run(args.cache, args.out, cfg["refine"], cfg["identities"]["link_mode"], progress=True,
+               decisions=decisions_of(args), anchors=anchors_of(args))
     return 0
 
 
@@ -63,7 +65,8 @@ def cmd_extend(args) -> int:
     cluster_stage.run(args.cache, args.raw_out, raw["params"]["threshold"], raw["params"]["extend_threshold"],
                       link_mode)
     if prev is not None:
-        refine.run(args.cache, args.refine_out, dict(fsconfig.defaults()["refine"], **prev["params"]), link_mode)
+        refine.run(args.cache, args.refine_out, dict(fsconfig.defaults()["refine"], **prev["params"]), link_mode,
+                   decisions=decisions_of(args), anchors=anchors_of(args))
     return 0
 
 
@@ -161,6 +164,7 @@ def register(sub) -> None:
     p.add_argument("out", metavar="OUT", help="output folder")
     section_flags(p, "refine")
     _link_mode(p)
+    decisions_flag(p, anchors=True)
     settings_flags(p)
 
     p = command(sub, "extend", cmd_extend, "fold new faces into existing raw (and refine) output without renumbering")
@@ -168,6 +172,7 @@ def register(sub) -> None:
     p.add_argument("raw_out", metavar="RAW_OUT", help="the earlier `facesets cluster` output folder")
     p.add_argument("--refine-out", metavar="DIR", help="the earlier `facesets refine` output folder, extended too")
     _link_mode(p)
+    decisions_flag(p, anchors=True)
     settings_flags(p)
 
     p = command(sub, "dedup", cmd_dedup, "byte-identical and visual near-duplicate groups -> <cache>.duplicates.json")

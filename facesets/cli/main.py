@@ -13,12 +13,12 @@ import sys
 import traceback
 
 from facesets import __version__
-from facesets.cli import curation, embed, export, identities, models, report
+from facesets.cli import curation, embed, export, identities, models, report, review
 from facesets.core import logs, messages
 from facesets.core.errors import FacesetsError
 
 log = logging.getLogger("facesets")
-GROUPS = (embed, identities, export, curation, report, models)
+GROUPS = (embed, identities, export, curation, report, review, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -141,6 +141,11 @@ class Layout:
         return self.results / "report"
 
     @property
+    def review(self) -> Path:
+        """The review page's own files (its thumbnail cache): made by `facesets review`, never by a rule."""
+        return self.results / "review"
+
+    @property
     def logs(self) -> Path:
         return self.results / "logs"
 

@@ -36,6 +36,14 @@ JSON_UNEXPECTED = "{what} {path} is not {expected} ({reason}): {fix}"
 SETTINGS_MALFORMED = "{flag} is not a JSON object ({reason}): pass the settings as one JSON object"
 PLAN_FIX = "re-create it with `facesets plan` (or `snakemake plans`), or remove it from the command"
 
+# ---------------------------------------------------------------- the person's decisions (facesets.review)
+DECISIONS_INVALID = "decisions file {path} is not valid (fix or remove the entries named):\n{problems}"
+DECISIONS_UNREADABLE = ("decisions file {path} cannot be read ({reason}): fix the YAML, or remove the file for "
+                        "no decisions")
+DECISIONS_PART = "--decisions is not a JSON object of decisions ({reason}): pass what the pipeline's rule passes"
+REVIEW_LOCKED = ("a pipeline run holds {results} ({holder}): the decision was not written; make it again when the "
+                 "run has finished")
+
 # ---------------------------------------------------------------- the CLI's own reporting
 UNEXPECTED = "facesets {cmd} failed: {exc}; the traceback is in {log} (or run with -v)"
 UNEXPECTED_VERBOSE = "facesets {cmd} failed: {exc}; the traceback is above"

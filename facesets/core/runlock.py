@@ -12,6 +12,7 @@ Snakemake lock that names only files under the results folder belongs to a dead 
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import fcntl
@@ -68,6 +69,22 @@ def hold(results: str | Path, lock_file: str | Path) -> None:
                          "started": _dt.datetime.now().isoformat(timespec="seconds")}))
     fh.flush()
     _HELD[results] = fh
+
+
+@contextlib.contextmanager
+def held_briefly(results: str | Path, lock_file: str | Path):
+    """The run lock for one short write from outside a pipeline run (the review page writing the decisions):
+    RunLocked, naming the live run, while a pipeline run holds the results folder."""
+    if Path(results).resolve() in _HELD:  # this process is the run
+        yield
+        return
+    fh = _try_flock(Path(lock_file))
+    if fh is None:
+        raise RunLocked(messages.REVIEW_LOCKED.format(results=results, holder=_holder(Path(lock_file))))
+    try:
+        yield
+    finally:
+        fh.close()
 
 
 def is_free(lock_file: str | Path) -> bool:

@@ -44,10 +44,15 @@ def settings(config: dict, *parts) -> str:
 
 
 def runtime(config: dict) -> dict:
-    """The speed-only settings every job may use (see RUNTIME_ENV)."""
-    return {"model": {"providers": config["model"]["providers"], "root": config["model"]["root"]},
-            "embed": {k: config["embed"][k] for k in ("io_threads", "ort_threads", "flush_every")},
-            "workers": config["workers"]}
+    """The speed-only settings every job may use (see RUNTIME_ENV), and where the decisions file is: refine
+    reads its anchors there (they keep numbers in a fresh results folder and change no result, so they must
+    not re-run anything; each rule's own part of the decisions is a tracked param)."""
+    out = {"model": {"providers": config["model"]["providers"], "root": config["model"]["root"]},
+           "embed": {k: config["embed"][k] for k in ("io_threads", "ort_threads", "flush_every")},
+           "workers": config["workers"]}
+    if "review" in config:
+        out["review"] = {"decisions": os.path.abspath(os.path.expanduser(config["review"]["decisions"]))}
+    return out
 
 
 def export_runtime(config: dict) -> None:

@@ -50,15 +50,18 @@ def _fdir(loc: str, faceset: str) -> str:
     return f"{loc}/{faceset}" if loc else faceset
 
 
-def sync(export_dir: Path, corpus: Path, inv: Inventory, journal: Journal, run: int) -> int:
+def sync(export_dir: Path, corpus: Path, inv: Inventory, journal: Journal, run: int, want: Desired | None = None) -> int:
     """Link every export file the corpus lacks into the faceset wherever it lives now, and bring in
     anew, keeping the old one as a backup, every file the export has rendered again since."""
     ops = Ops(corpus, journal, run, "sync")
     for f in inv.facesets:
         loc = current_location(corpus, f) or ""
         src_dir = export_dir / f
-        # once the corpus has bundles for a faceset they are its own: apply re-zips them as needed
-        own_bundles = (corpus / _fdir(loc, f)).is_dir() and any((corpus / _fdir(loc, f)).glob("*.fsz"))
+        # once the corpus has bundles for an active faceset they are its own: apply re-zips them as needed. A
+        # faceset that is (going) out of play keeps the export's, so that taking a decision back that had
+        # re-zipped them while it was active leaves the corpus as it was before
+        own_bundles = (corpus / _fdir(loc, f)).is_dir() and any((corpus / _fdir(loc, f)).glob("*.fsz")) and \
+            (want is None or want.location[f] == "")
         for src in sorted(src_dir.rglob("*")):
             if not src.is_file():
                 continue
@@ -103,7 +106,7 @@ def apply(export_dir: str | Path, corpus_dir: str | Path, plans: list[dict], con
         inv = inventory(export_dir)
         journal = Journal(corpus)
         run = journal.next_run()
-        synced = sync(export_dir, corpus, inv, journal, run)
+        synced = sync(export_dir, corpus, inv, journal, run, desired(inv, plans, thin_below))
         previous = atomic.read_json(corpus / MANIFEST) if (corpus / MANIFEST).is_file() else None
         before = _observed_counts(corpus, inv)
         want = desired(inv, plans, thin_below)
@@ -123,6 +126,7 @@ def apply(export_dir: str | Path, corpus_dir: str | Path, plans: list[dict], con
                 elif (f, c.name) not in want.dropped and (corpus / dropped).exists():
                     ops.move(dropped, active)
         rezipped, png_reads = _rezip(corpus, inv, want, ops)
+        _set_aside_stale(corpus, inv, want, ops)
         after = counts(inv, want)
         manifest = _manifest(inv, want, previous, plans, config_used, before, after, run)
         if ops.count or previous is None or _strip_volatile(previous) != _strip_volatile(manifest):
@@ -155,13 +159,33 @@ def _rezip(corpus: Path, inv: Inventory, want: Desired, ops: Ops) -> tuple[list[
     return rezipped, ledger.reads
 
 
+def _set_aside_stale(corpus: Path, inv: Inventory, want: Desired, ops: Ops) -> None:
+    """What nobody should load any more moves to the backups (journaled: undo brings it back): the crop of a
+    face that left its faceset in the export (the person removed it, a threshold moved it), and the bundles of
+    an active faceset under an earlier name or top_n, and any of a hidden faceset's."""
+    for f, crops in inv.facesets.items():
+        loc = want.location[f]
+        base = _fdir(loc, f)
+        names = {c.name for c in crops}
+        for sub in ("faces", "faces/_dropped"):
+            for png in sorted((corpus / base / sub).glob("*.png")):
+                if png.name not in names:
+                    ops.move(f"{base}/{sub}/{png.name}", f"{CURATION}/backups/run{ops.run:04d}/{base}/{sub}/{png.name}")
+        if loc not in ("", "_hidden"):
+            continue
+        wanted = {Path(inv.bundle(f, f"top{inv.top_n}")).name, Path(inv.bundle(f, "all")).name} if loc == "" else set()
+        for b in sorted((corpus / base).glob("*.fsz")):
+            if b.name not in wanted:
+                ops.move(f"{base}/{b.name}", f"{CURATION}/backups/run{ops.run:04d}/{base}/{b.name}")
+
+
 def _observed_counts(corpus: Path, inv: Inventory) -> dict:
     m = corpus / MANIFEST
     if m.is_file():
         prov = atomic.read_json(m).get("provenance") or [{}]
         return prov[-1].get("after", {})
     return {"active_facesets": len(inv.facesets), "active_pngs": sum(map(len, inv.facesets.values())),
-            "masked": 0, "thin": 0, "merged": 0, "dropped": 0}
+            "masked": 0, "thin": 0, "merged": 0, "hidden": 0, "dropped": 0}
 
 
 def _strip_volatile(m: dict) -> dict:
@@ -181,7 +205,8 @@ def _manifest(inv: Inventory, d: Desired, previous: dict | None, plans: list[dic
     facesets = []
     for f in inv.facesets:
         if d.location[f] == "":
-            facesets.append({"name": f, "active_pngs": len(d.members(inv, f)),
+            facesets.append({"name": f, **({"label": inv.prefix[f]} if f in inv.prefix else {}),
+                             "active_pngs": len(d.members(inv, f)),
                              "absorbed": sorted(o for o, r in d.reason.items() if r.get("into") == f),
                              "bundles": [Path(inv.bundle(f, f"top{inv.top_n}")).name, Path(inv.bundle(f, "all")).name],
                              "dropped": dropped.get(f, {})})
@@ -192,7 +217,8 @@ def _manifest(inv: Inventory, d: Desired, previous: dict | None, plans: list[dic
                  "before": before, "after": after})
     return {"kind": "curated", "version": 1, "tool": f"facesets {__version__}", "created": now, "top_n": inv.top_n,
             "facesets": facesets, "masked": quarantined["_masked"], "merged": quarantined["_merged"],
-            "thin": quarantined["_thin"], "dropped": dropped, "counts": after, "provenance": prov}
+            "thin": quarantined["_thin"], "hidden": quarantined["_hidden"], "dropped": dropped, "counts": after,
+            "provenance": prov}
 
 
 def undo(corpus_dir: str | Path, applied: str | Path | None = None) -> dict:

@@ -64,7 +64,7 @@ def membership(layout: Layout, stage: str) -> dict[str, list[str]]:
 def _refine_losses(layout: Layout) -> dict[str, tuple[str, str]]:
     refine = _read(layout.refine_manifest)
     out = {}
-    for stage in ("quality", "outlier"):
+    for stage in ("quality", "outlier", "decision"):  # decision: the person removed it (facesets.review)
         for k, _, why in refine.get("removed", {}).get(stage, []):
             out[k] = (f"refine {stage}", why)
     min_faces = refine.get("params", {}).get("min_faces")
@@ -89,7 +89,7 @@ def _curation_losses(layout: Layout) -> dict[str, tuple[str, str]]:
     if not corpus:
         return {}
     out = {}
-    for q in ("masked", "thin"):
+    for q in ("masked", "thin", "hidden"):
         for f in corpus.get(q, []):
             for (fs, _), k in key_of.items():
                 if fs == f["name"]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from facesets.core import atomic
 
-QUARANTINES = ("_masked", "_merged", "_thin")
+QUARANTINES = ("_masked", "_merged", "_thin", "_hidden")  # _hidden: the person hid it (decisions)
 MANIFEST = "manifest.json"
 
 
@@ -26,6 +26,7 @@ class Inventory:
     thin_markers: set[str] = field(default_factory=set)
     top_n: int = 30
     prefix: dict[str, str] = field(default_factory=dict)  # bundle name prefix (a label) per faceset
+    hidden: set[str] = field(default_factory=set)  # facesets the person hid (no bundles; kept under _hidden/)
 
     def bundle(self, faceset: str, label: str) -> str:
         return f"{faceset}/{self.prefix.get(faceset, faceset)}_{label}.fsz"
@@ -39,6 +40,7 @@ def inventory(export_dir: str | Path) -> Inventory:
     export_dir = Path(export_dir)
     known: dict[tuple[str, str], dict] = {}
     prefix: dict[str, str] = {}
+    hidden: set[str] = set()
     top_n = 30
     index_path = export_dir / "crops.json"
     if index_path.is_file():
@@ -46,11 +48,15 @@ def inventory(export_dir: str | Path) -> Inventory:
         for fs_name, fs in index["facesets"].items():
             if fs.get("meta", {}).get("bundle_prefix"):
                 prefix[fs_name] = fs["meta"]["bundle_prefix"]
+            if fs.get("meta", {}).get("hidden"):
+                hidden.add(fs_name)
             for m in fs["members"]:
                 known[(fs_name, Path(m["crop"]).name)] = m
     manifest_path = export_dir / MANIFEST
     if manifest_path.is_file():
-        top_n = atomic.read_json(manifest_path).get("params", {}).get("top_n", top_n)
+        exported = atomic.read_json(manifest_path)
+        top_n = exported.get("params", {}).get("top_n", top_n)
+        prefix.update((f["name"], f["label"]) for f in exported.get("facesets", []) if f.get("label"))  # names
     out: dict[str, list[Crop]] = {}
     thin = set()
     for d in sorted(p for p in export_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
@@ -62,7 +68,7 @@ def inventory(export_dir: str | Path) -> Inventory:
         out[d.name] = crops
         if (d / "THIN.txt").exists():
             thin.add(d.name)
-    return Inventory(out, thin, top_n, prefix)
+    return Inventory(out, thin, top_n, prefix, hidden & set(out))
 
 
 # ---------------------------------------------------------------- desired state from plans
@@ -85,8 +91,8 @@ class Desired:
 
 
 def desired(inv: Inventory, plans: list[dict], thin_below: int = 0) -> Desired:
-    loc = {f: "" for f in inv.facesets}
-    why: dict[str, dict] = {}
+    loc = {f: "_hidden" if f in inv.hidden else "" for f in inv.facesets}
+    why: dict[str, dict] = {f: {"pass": "decisions", "reason": "hidden by the person"} for f in inv.hidden}
     dropped: dict[tuple[str, str], dict] = {}
     for plan in plans:
         for ch in plan.get("changes", []):
@@ -115,4 +121,5 @@ def counts(inv: Inventory, d: Desired) -> dict:
             "masked": sum(v == "_masked" for v in d.location.values()),
             "thin": sum(v == "_thin" for v in d.location.values()),
             "merged": sum(v == "_merged" for v in d.location.values()),
+            "hidden": sum(v == "_hidden" for v in d.location.values()),
             "dropped": len(d.dropped)}

@@ -68,8 +68,10 @@ def load_pose(cache: FaceCache, enrich_path: str | Path | None) -> np.ndarray:
     return pose
 
 
-def select(cache: FaceCache, idx: list[int], comp: np.ndarray, p: dict) -> tuple[list[int], list[dict]]:
-    """Gates and near-duplicate collapse for one identity; returns (ranked survivors, exclusions)."""
+def select(cache: FaceCache, idx: list[int], comp: np.ndarray, p: dict, trusted: frozenset[int] = frozenset()
+           ) -> tuple[list[int], list[dict]]:
+    """Gates and near-duplicate collapse for one identity; returns (ranked survivors, exclusions). `trusted`
+    faces (the person assigned them to this identity) skip the identity gate: their word outranks it."""
     emb = cache.embeddings
     keys = cache.face_keys()
     excluded = []
@@ -82,7 +84,7 @@ def select(cache: FaceCache, idx: list[int], comp: np.ndarray, p: dict) -> tuple
     for i, d in zip(idx, dist.tolist()):
         partial = partial_reason(cache.faces["bbox"][i], cache.faces["kps"][i], *sizes.get(cache.face_path[i], (0, 0)),
                                  p["min_visible_fraction"])
-        if d > p["outlier_threshold"]:
+        if d > p["outlier_threshold"] and i not in trusted:
             excluded.append({"key": keys[i], "stage": "outlier", "reason": f"distance {d:.3f} > {p['outlier_threshold']}"})
         elif cache.faces["face_short"][i] < p["min_face_short"]:
             excluded.append({"key": keys[i], "stage": "size",
@@ -111,9 +113,11 @@ def _sig(obj) -> str:
 def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_dir: str | Path, params: dict,
                  checks: list[list[float]], engine_factory, enrich_path=None, singletons: list[str] | None = None,
                  max_pixels: int = 250_000_000, io_threads: int = 3, progress: bool = False,
-                 meta: dict[str, dict] | None = None, reduced_decode: bool = True) -> dict:
+                 meta: dict[str, dict] | None = None, reduced_decode: bool = True, extra: dict | None = None) -> dict:
     """`meta` per identity (optional): bundle_prefix (bundles named after a label instead of the
-    faceset), markers ({file name: text} written beside the bundles), thin (writes THIN.txt).
+    faceset), markers ({file name: text} written beside the bundles), thin (writes THIN.txt), hidden (the
+    person hid it: no bundles), assigned (face keys the person put there: past the identity gate).
+    `extra` is added to crops.json (the decisions applied here).
     `reduced_decode=False` decodes every photo at full size (the reference the reduced decode is
     measured and tested against)."""
     out_dir = Path(out_dir)
@@ -123,7 +127,7 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
     f = cache.faces
     t = quality.terms(load_pose(cache, enrich_path), f["det_score"], f["kps"], f["face_short"], f["blur"])
     comp = quality.composite(t, p["weights"])
-    plan = _plan(cache, identities, comp, p)
+    plan = _plan(cache, identities, comp, p, meta)
     candidates = _candidates(cache, plan, singletons or [], comp, p) if p["candidates"] else {}
 
     ledger_path = out_dir / CROPS_LEDGER
@@ -141,6 +145,7 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
     atomic.write_json(ledger_path, ledger)
 
     index = _crops_index(cache, cache_path, plan, candidates, results, t, comp, p, checks, meta)
+    index.update(extra or {})
     atomic.write_json(out_dir / CROPS_INDEX, index)
     stats = {n: len(v["members"]) for n, v in index["facesets"].items()}
     log.info("export crops: %d facesets, %d crops, %d rendered now", len(stats), sum(stats.values()),
@@ -148,14 +153,16 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
     return index
 
 
-def _plan(cache: FaceCache, identities: dict[str, list[str]], comp: np.ndarray, p: dict) -> dict[str, dict]:
+def _plan(cache: FaceCache, identities: dict[str, list[str]], comp: np.ndarray, p: dict,
+          meta: dict[str, dict] | None = None) -> dict[str, dict]:
     """Per identity: its ranked survivors and what was excluded, and why."""
     kidx = ids.key_index(cache)
     plan: dict[str, dict] = {}
     for name, members in identities.items():
         idx = [kidx[k] for k in members if k in kidx]
         missing = [k for k in members if k not in kidx]
-        ranked, excluded = select(cache, idx, comp, p)
+        trusted = frozenset(kidx[k] for k in (meta or {}).get(name, {}).get("assigned", []) if k in kidx)
+        ranked, excluded = select(cache, idx, comp, p, trusted)
         excluded += [{"key": k, "stage": "missing", "reason": "face no longer in the cache"} for k in missing]
         plan[name] = {"ranked": ranked, "excluded": excluded}
     return plan
@@ -294,19 +301,22 @@ def _candidates(cache: FaceCache, plan: dict, singletons: list[str], comp: np.nd
     return out
 
 
-def export_bundles(out_dir: str | Path, top_n: int, extra: dict | None = None) -> dict:
-    """Bundles and manifests from crops.json; unchanged bundles are left as they are."""
+def export_bundles(out_dir: str | Path, top_n: int, extra: dict | None = None,
+                   names: dict[str, str] | None = None) -> dict:
+    """Bundles and manifests from crops.json; unchanged bundles are left as they are. `names` (the person's
+    decisions) name a faceset's bundles and show in its manifests; a hidden faceset gets no bundle."""
     out_dir = Path(out_dir)
     atomic.sweep_temps(out_dir)
     index = atomic.read_json(out_dir / CROPS_INDEX)
     ledger_path = out_dir / BUNDLES_LEDGER
     ledger = atomic.read_json(ledger_path) if ledger_path.is_file() else {}
+    names = names or {}
     written = 0
     summary = []
     for name, fs in index["facesets"].items():
         members = fs["members"]
         fmeta = fs.get("meta", {})
-        prefix = fmeta.get("bundle_prefix") or name
+        label = names.get(name) or fmeta.get("bundle_prefix")
         markers = dict(fmeta.get("markers", {}))
         if fmeta.get("thin"):
             markers["THIN.txt"] = f"{name}: fewer faces than an era needs; apply moves it to _thin/\n"
@@ -317,27 +327,22 @@ def export_bundles(out_dir: str | Path, top_n: int, extra: dict | None = None) -
         for rank, m in enumerate(members, 1):
             m["rank"] = rank
         top = members[:top_n]
-        bundles = {}
-        for label, chosen in ((f"top{top_n}", top), ("all", members)):
-            if not chosen:
-                continue
-            bundle = out_dir / name / f"{prefix}_{label}.fsz"
-            files = [(f"{m['rank']:04d}_{Path(m['crop']).name}", out_dir / m["crop"]) for m in chosen]
-            digest = _sig([(n, ledger_sig(out_dir, src)) for n, src in files])
-            rel = str(bundle.relative_to(out_dir))
-            if ledger.get(rel) != digest or not bundle.is_file():
-                write_fsz(bundle, files)
-                ledger[rel] = digest
-                written += 1
-            bundles[label] = bundle.name
-        for stale in (out_dir / name).glob(f"{prefix}_top*.fsz"):
-            if stale.name != bundles.get(f"top{top_n}"):
-                stale.unlink()  # a regenerable output of an earlier top_n, not user data
+        bundles, n = ({}, 0) if fmeta.get("hidden") else _bundles(out_dir, name, label or name, top_n, members, ledger)
+        written += n
+        for stale in (out_dir / name).glob("*.fsz"):
+            if stale.name not in bundles.values():
+                stale.unlink()  # a regenerable output of an earlier top_n or name, not user data
                 ledger.pop(str(stale.relative_to(out_dir)), None)
-        per = {"faceset": name, "top_n": top_n, "bundles": bundles, "members": members,
+        crops = {Path(m["crop"]).name for m in members}
+        for stale in (out_dir / name / "faces").glob("*.png"):
+            if stale.name not in crops:
+                stale.unlink()  # the crop of a face that left the identity (a decision, a threshold): regenerable
+        shown = {"label": label} if label else {}
+        per = {"faceset": name, **shown, "top_n": top_n, "bundles": bundles, "members": members,
                "in_top": [m["key"] for m in top], "excluded": fs["excluded"]}
         atomic.write_json(out_dir / name / MANIFEST, per)
-        summary.append({"name": name, "n_members": len(members), "n_top": len(top), "bundles": bundles,
+        summary.append({"name": name, **shown, "n_members": len(members), "n_top": len(top), "bundles": bundles,
+                        "best": members[0]["crop"] if members else None,
                         "excluded": _count(fs["excluded"]), **({"meta": fmeta} if fmeta else {})})
     atomic.write_json(ledger_path, ledger)
     manifest = {"kind": "swap_ready", "version": 1, "tool": f"facesets {__version__}", "created": _now(),
@@ -345,10 +350,37 @@ def export_bundles(out_dir: str | Path, top_n: int, extra: dict | None = None) -
                 "candidates": {n: [m["crop"] for m in rows] for n, rows in index["candidates"].items()},
                 "stats": {"facesets": len(summary), "pngs": sum(s["n_members"] for s in summary),
                           "bundles_written": written}}
+    hid = index.get("decisions") or {}  # export_crops applied `hide`
+    if names or hid:
+        gone = [{"decision": f"name {n} {names[n]!r}", "reason": f"{n} does not exist (any more)"}
+                for n in sorted(set(names) - set(index["facesets"]))]
+        manifest["decisions"] = {"names": dict(sorted(names.items())), "hide": hid.get("hide", []),
+                                 "unapplied": gone + hid.get("unapplied", [])}
+        for u in gone:
+            log.warning("decision not applied: %s: %s", u["decision"], u["reason"])
     manifest.update(extra or {})
     atomic.write_json(out_dir / MANIFEST, manifest)
     log.info("export bundles: %s", manifest["stats"])
     return manifest
+
+
+def _bundles(out_dir: Path, name: str, prefix: str, top_n: int, members: list[dict], ledger: dict
+             ) -> tuple[dict[str, str], int]:
+    """The faceset's `<prefix>_top<N>.fsz` and `<prefix>_all.fsz`, each rewritten only if its content changed."""
+    bundles, written = {}, 0
+    for label, chosen in ((f"top{top_n}", members[:top_n]), ("all", members)):
+        if not chosen:
+            continue
+        bundle = out_dir / name / f"{prefix}_{label}.fsz"
+        files = [(f"{m['rank']:04d}_{Path(m['crop']).name}", out_dir / m["crop"]) for m in chosen]
+        digest = _sig([(n, ledger_sig(out_dir, src)) for n, src in files])
+        rel = str(bundle.relative_to(out_dir))
+        if ledger.get(rel) != digest or not bundle.is_file():
+            write_fsz(bundle, files)
+            ledger[rel] = digest
+            written += 1
+        bundles[label] = bundle.name
+    return bundles, written
 
 
 def ledger_sig(out_dir: Path, png: Path) -> str:

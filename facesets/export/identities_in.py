@@ -23,6 +23,8 @@ def identities_of(manifest_paths: list[str]) -> tuple[dict[str, list[str]], dict
                 meta[n] = {"markers": {f"{g['label']}.txt": f"{n}: era of {g['parent']}, dominant year "
                                                              f"{g['dominant_year']}, {g['n_faces']} faces\n"},
                            "thin": g["thin"]}
+            if isinstance(g, dict) and g.get("assigned"):  # the person's assign decisions (refine)
+                meta.setdefault(n, {})["assigned"] = g["assigned"]
     return idents, meta
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from facesets.embed.cache import FaceCache
 from facesets.identities import shared as ids
 from facesets.identities.clustering import cluster_embeddings
+from facesets.review import membership
 
 log = logging.getLogger(__name__)
 MANIFEST = "refine_manifest.json"
@@ -24,7 +25,7 @@ PARAM_KEYS = ("initial_threshold", "merge_threshold", "min_short", "min_blur", "
 def manifest_keys(manifest: dict) -> list[str]:
     """Every face key a refine manifest places or removes, once per mention (each face must appear once)."""
     keys = [k for fs in manifest["facesets"].values() for k, _ in fs["faces"]]
-    keys += [k for stage in ("quality", "outlier") for k, _, _ in manifest["removed"][stage]]
+    keys += [k for stage in ("quality", "outlier", "decision") for k, _, _ in manifest["removed"].get(stage, [])]
     return keys + [k for g in manifest["removed"]["too_small"] for k, _ in g["faces"]]
 
 
@@ -38,15 +39,18 @@ def quality_reason(faces: dict, i: int, p: dict) -> str | None:
     return None
 
 
-def _merge_over_split(emb: np.ndarray, clusters: list[list[int]], threshold: float) -> list[list[int]]:
-    """Average-linkage clustering of cluster centroids: over-split pieces of one person re-join."""
+def _merge_over_split(emb: np.ndarray, clusters: list[list[int]], threshold: float, apart=None) -> list[list[int]]:
+    """Average-linkage clustering of cluster centroids: over-split pieces of one person re-join. `apart`
+    (facesets.review.membership.apart) splits a merged group again where it joins two facesets the person
+    called different."""
     if len(clusters) < 2 or threshold <= 0:
         return clusters
     labels = cluster_embeddings(ids.centroids(emb, clusters), threshold)
-    merged: dict[int, list[int]] = {}
+    merged: dict[int, list[list[int]]] = {}
     for lab, c in zip(labels.tolist(), clusters):
-        merged.setdefault(lab, []).extend(c)
-    return list(merged.values())
+        merged.setdefault(lab, []).append(c)
+    groups = [g for grp in merged.values() for g in (apart(emb, grp) if apart else [grp])]
+    return [[i for c in grp for i in c] for grp in groups]
 
 
 def _reject_outliers(emb: np.ndarray, members: list[int], p: dict) -> tuple[list[int], list[tuple[int, float]]]:
@@ -59,7 +63,7 @@ def _reject_outliers(emb: np.ndarray, members: list[int], p: dict) -> tuple[list
     return keep, out
 
 
-def refine_pool(cache: FaceCache, pool: list[int], p: dict, progress: bool = False) -> dict:
+def refine_pool(cache: FaceCache, pool: list[int], p: dict, progress: bool = False, apart=None) -> dict:
     """The refine stages on a pool of face indices. Returns clusters that pass and everything removed."""
     emb, faces = cache.embeddings, cache.faces
     stats = {"faces_in": len(pool)}
@@ -71,7 +75,7 @@ def refine_pool(cache: FaceCache, pool: list[int], p: dict, progress: bool = Fal
         by.setdefault(lab, []).append(i)
     clusters = list(by.values())
     stats["initial_clusters"] = len(clusters)
-    clusters = _merge_over_split(emb, clusters, p["merge_threshold"])
+    clusters = _merge_over_split(emb, clusters, p["merge_threshold"], apart)
     stats["after_merge"] = len(clusters)
     quality, outliers, kept, too_small = [], [], [], []
     for members in clusters:
@@ -95,7 +99,9 @@ def refine_pool(cache: FaceCache, pool: list[int], p: dict, progress: bool = Fal
 
 
 def run(cache_path: str | Path, out_dir: str | Path, params: dict, link_mode: str = "hardlink",
-        progress: bool = False) -> dict:
+        progress: bool = False, decisions: dict | None = None, anchors: dict | None = None) -> dict:
+    """`decisions`: the person's remove / assign / different (facesets.review.decisions.part "refine");
+    `anchors`: face keys per faceset number, so that a fresh results folder numbers those facesets alike."""
     out_dir = Path(out_dir)
     p = {k: params[k] for k in PARAM_KEYS}
     cache = FaceCache.load(cache_path)
@@ -103,6 +109,10 @@ def run(cache_path: str | Path, out_dir: str | Path, params: dict, link_mode: st
     kidx = ids.key_index(cache)
     previous = ids.read_ledger(out_dir, kind="refine")
     emb = cache.embeddings
+    decisions = decisions or {}
+    known = membership.previous_groups(previous, anchors or {})
+    apart = membership.apart({kidx[k]: n for n, ks in known.items() for k in ks if k in kidx},
+                             decisions.get("different", []))
 
     facesets: dict[str, dict] = {}
     removed = {"quality": [], "outlier": [], "too_small": []}
@@ -113,11 +123,8 @@ def run(cache_path: str | Path, out_dir: str | Path, params: dict, link_mode: st
         new = [kidx[k] for k in keys if k not in seen]
         if not new and len(manifest_keys(previous)) == len(keys) and previous["cache"] == str(cache_path):
             # nothing arrived and nothing left: the previous manifest is already this run's answer
-            ids.materialize(out_dir, {n: fs["faces"] for n, fs in previous["facesets"].items()}, cache,
-                            link_mode, prefix="faceset")
-            ids.write_manifest(out_dir, MANIFEST, previous)
             log.info("refine: no face arrived or left since the last run; manifest unchanged")
-            return previous
+            return _publish(out_dir, previous, cache, link_mode, decisions)
         gated = []
         for i in new:
             why = quality_reason(cache.faces, i, p)
@@ -129,15 +136,15 @@ def run(cache_path: str | Path, out_dir: str | Path, params: dict, link_mode: st
             facesets[n]["added"] = len(extra)
         # faces no faceset holds (earlier too-small clusters + unplaced newcomers) may now form new facesets
         pool = too_small_before + left
-        result = refine_pool(cache, pool, p, progress)
+        result = refine_pool(cache, pool, p, progress, apart)
         stats = dict(result["stats"], mode=mode, new_faces=len(new))
         prev_groups: dict[str, list[str]] = {}
     else:
         mode = "recluster" if previous else "fresh"
-        nxt = previous["next_number"] if previous else 1
-        result = refine_pool(cache, list(range(len(keys))), p, progress)
+        nxt = max(previous["next_number"] if previous else 1, membership.next_number(known))
+        result = refine_pool(cache, list(range(len(keys))), p, progress, apart)
         stats = dict(result["stats"], mode=mode)
-        prev_groups = {n: [k for k, _ in fs["faces"]] for n, fs in previous["facesets"].items()} if previous else {}
+        prev_groups = known  # the last run's facesets, or on a fresh folder the anchors
     removed["quality"] += [(i, why) for i, why in result["quality"]]
     removed["outlier"] += [(i, f"distance {d:.3f} > {p['outlier_threshold']}") for i, d in result["outlier"]]
     removed["too_small"] = result["too_small"]
@@ -150,11 +157,18 @@ def run(cache_path: str | Path, out_dir: str | Path, params: dict, link_mode: st
                           "removed": {"quality_gate": len(c["quality"]), "outlier": len(c["outlier"])}}
 
     manifest = _manifest(cache, str(cache_path), p, nxt, facesets, removed, stats)
-    ids.materialize(out_dir, {n: fs["faces"] for n, fs in manifest["facesets"].items()}, cache, link_mode,
-                    prefix="faceset")
-    ids.write_manifest(out_dir, MANIFEST, manifest)
     log.info("refine (%s): %s", mode, stats)
-    return manifest
+    return _publish(out_dir, manifest, cache, link_mode, decisions)
+
+
+def _publish(out_dir: Path, manifest: dict, cache: FaceCache, link_mode: str, decisions: dict) -> dict:
+    """The manifest (and the faceset folders) with the person's decisions laid over the thresholds' facesets;
+    the ledger keeps the thresholds' own, so a decision never steers the clustering it corrects."""
+    final = membership.overlay(manifest, decisions)
+    ids.materialize(out_dir, {n: fs["faces"] for n, fs in final["facesets"].items()}, cache, link_mode,
+                    prefix="faceset")
+    ids.write_manifest(out_dir, MANIFEST, final, ledger=manifest)
+    return final
 
 
 def _carry_over(previous: dict, kidx: dict[str, int]) -> tuple[dict, dict, set, list[int]]:

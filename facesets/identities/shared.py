@@ -106,14 +106,16 @@ def _content(manifest: dict) -> dict:
     return {k: v for k, v in manifest.items() if k not in ("created", "mode")}
 
 
-def write_manifest(out_dir: Path, name: str, manifest: dict, previous: dict | None = None) -> Path:
-    """Write the manifest and the ledger. A re-run that reached the same content as `previous` (only its
+def write_manifest(out_dir: Path, name: str, manifest: dict, previous: dict | None = None,
+                   ledger: dict | None = None) -> Path:
+    """Write the manifest and the ledger (`ledger`, else the manifest itself: refine's ledger holds its
+    facesets before the person's decisions). A re-run that reached the same content as `previous` (only its
     time and how it got there differ) keeps the previous bytes, so an unchanged input is an unchanged file."""
     path = out_dir / name
     if previous is not None and _content(previous) == _content(manifest):
         manifest = previous
     atomic.write_json(path, manifest)
-    atomic.write_json(out_dir / LEDGER, manifest)
+    atomic.write_json(out_dir / LEDGER, manifest if ledger is None else ledger)
     return path
 
 

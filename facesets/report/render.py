@@ -16,6 +16,7 @@ from facesets.core.layout import Layout
 from facesets.report import sections
 from facesets.report.sections import read, thumb  # noqa: F401  (thumb: the report's public helper)
 from facesets.report.templating import render
+from facesets.review import people as review_people
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ def build(results: str | Path, out_dir: str | Path) -> Path:
         _write(out_dir / "eras.html", "eras.html", "Era probes", **sections.eras(eras))
     index = out_dir / "index.html"
     _write(index, "index.html", "facesets report",
+           people=review_people.report_cards(layout, sections.thumb), unapplied=review_people.unapplied(layout),
            applied=sections.curation_state(applied),
            banners=sections.banners(layout),
            evaluation=sections.evaluation(layout),
