@@ -39,8 +39,8 @@ CROPS_INDEX = "crops.json"
 CROPS_LEDGER = ".crops_ledger.json"
 BUNDLES_LEDGER = ".bundles_ledger.json"
 MANIFEST = "manifest.json"
-CROP_KEYS = ("outlier_threshold", "min_face_short", "burst_similarity", "pad_ratio", "out_size",
-             "candidates", "candidate_match_threshold", "candidate_min_score", "weights")
+CROP_KEYS = ("outlier_threshold", "min_face_short", "min_visible_fraction", "burst_similarity", "pad_ratio",
+             "out_size", "candidates", "candidate_match_threshold", "candidate_min_score", "weights")
 
 
 def crop_name(key: str) -> str:
