@@ -1,7 +1,6 @@
 # Export -> worker scores -> one plan per pass (reviewable, nothing moved) -> apply to the curated corpus.
 # `snakemake plans` builds every plan; the default target applies them. GPU workers run through
 # config `workers` (interpreter, providers, path map), set by a profile such as profiles/dml.
-import importlib.util
 import json
 import shlex
 
@@ -15,11 +14,10 @@ APPLIED = str(LAYOUT.applied)
 VERIFY = str(LAYOUT.verify_corpus)
 
 # auto: the occlusion filter runs where the worker interpreter can import open_clip (an optional extra).
-# Another interpreter is not probed here (parsing starts no process): its clip worker job finds out, and
-# records "open_clip not importable" as the occlusion plan's reason to skip.
-_occ = config["curation"]["occlusion"]["enabled"]
-OCCLUSION_ON = _occ == "on" or (_occ == "auto" and (config["workers"]["python"] is not None
-                                                    or importlib.util.find_spec("open_clip") is not None))
+# Nothing is probed while parsing (it starts no process): the clip worker job finds out in the interpreter
+# that would run it and, without open_clip, records why as the occlusion plan's reason to skip. The DAG is
+# the same whichever interpreter a profile names, so switching profiles re-runs nothing.
+OCCLUSION_ON = config["curation"]["occlusion"]["enabled"] != "off"
 
 
 rule stage_worker:
