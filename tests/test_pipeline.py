@@ -108,10 +108,13 @@ def test_removing_a_photo_reruns_only_its_shard(built):
     assert gone in listing.read_text()
     (a / gone).unlink()
     jobs = planned(wd, cfg)
-    assert {w for r, w in jobs if r == "embed_shard"} == {f"source=alpha, shard={shard_of(gone, 2):03d}"}
+    only = f"source=alpha, shard={shard_of(gone, 2):03d}"
+    assert {w for r, w in jobs if r == "embed_shard"} == {only}
+    assert {w for r, w in jobs if r == "shard_listing"} == {only}
+    assert gone in listing.read_text()  # the dry run wrote nothing: parsing only reads
+    snakemake(wd, cfg)
     assert gone not in listing.read_text()
     assert {p: p.stat().st_mtime_ns for p in others} == others  # the other shards' listings are untouched
-    snakemake(wd, cfg)
     summary = json.loads((wd / f"results/cache/shards/alpha/shard_{shard_of(gone, 2):03d}.json").read_text())
     assert summary["removed"] == 1 and summary["embedded"] == 0
     assert "alpha/" + gone not in set(FaceCache.load(wd / "results/cache/faces.npz").face_path.tolist())
