@@ -16,6 +16,7 @@ BENCHES = {
     "e2e": (["bench_e2e.py"], ["bench_e2e.py", "--quick"]),
     "export_curation": (["bench_export_curation.py"], ["bench_export_curation.py", "--quick"]),
     "review": (["bench_review.py"], ["bench_review.py", "--quick"]),
+    "worker": (["bench_worker.py"], ["bench_worker.py", "--quick"]),
 }
 
 

@@ -191,6 +191,8 @@ rule verify_fsz:
         corpus=CORPUS,
     log:
         f"{RESULTS}/logs/verify_fsz/verify_fsz.log",
+    resources:
+        gpu=GPU,  # re-detects every bundled crop (in the worker interpreter where a profile names one)
     conda:
         "../envs/facesets.yaml"
     shell:

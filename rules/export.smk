@@ -64,6 +64,8 @@ rule verify_export:
         out=lambda wc, input: os.path.dirname(input[0]),
     log:
         f"{RESULTS}/logs/verify_export/verify_export.log",
+    resources:
+        gpu=GPU,  # re-detects every crop (in the worker interpreter where a profile names one)
     conda:
         "../envs/facesets.yaml"
     shell:

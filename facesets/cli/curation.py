@@ -32,7 +32,7 @@ def cmd_run_worker(args) -> int:
 
     cfg = settings(args)
     inputs.existing(args.queue, "worker queue", "run `facesets stage-worker` first, or fix the path")
-    run(args.worker, args.queue, args.results, cfg["workers"]["python"])
+    run(args.worker, args.queue, args.results, cfg["workers"]["python"], cfg["workers"]["path_map"])
     return 0
 
 

@@ -1,11 +1,14 @@
 """Subcommands of the export stage: identities -> ranked crops -> .fsz bundles for roop-unleashed."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from facesets.cli.common import (check_model, command, engine_factory, model_flags, section_flags, settings,
                                  settings_flags)
 from facesets.cli.embed import CACHE_FIX
 from facesets.cli.review import decisions_flag, decisions_of
 from facesets.core import inputs
+from facesets.core.worker_route import route
 
 
 def _crops(args, cfg: dict) -> None:
@@ -19,7 +22,8 @@ def _crops(args, cfg: dict) -> None:
     check_model(cfg)
     export_crops(args.cache, idents, args.out, cfg["export"], cfg["verify"]["checks"], engine_factory(cfg),
                  args.enrich, singletons_of(args.raw_manifest), cfg["embed"]["max_image_pixels"],
-                 cfg["embed"]["io_threads"], progress=not args.quiet, meta=meta, extra=hidden)
+                 cfg["embed"]["io_threads"], progress=not args.quiet, meta=meta, extra=hidden,
+                 worker=route(cfg, "crops", args.out))
 
 
 def _bundles(out: str, cfg: dict, names: dict[str, str]) -> None:
@@ -37,12 +41,19 @@ def _verify(paths: list[str], cfg: dict, json_out: str | None, quiet: bool, allo
     for p in paths:
         inputs.existing(p, "bundle or folder", "fix the path (a .fsz file or a folder of them)")
     check_model(cfg)
-    rows = verify(paths, FaceEngine.from_config(cfg), cfg["verify"]["checks"], cfg["export"]["out_size"],
-                  cfg["verify"]["max_member_bytes"], progress=not quiet, allow_empty=allow_empty)
+    # the worker's work folder beside what this run writes (the pipeline's results tree, mapped for the worker)
+    worker = route(cfg, "verify", Path(json_out).parent if json_out else _folder_of(paths[0]))
+    rows = verify(paths, None if worker else FaceEngine.from_config(cfg), cfg["verify"]["checks"],
+                  cfg["export"]["out_size"], cfg["verify"]["max_member_bytes"], progress=not quiet,
+                  allow_empty=allow_empty, worker=worker)
     print(table(rows))
     if json_out:
         atomic.write_json(json_out, {"ok": not rows, "violations": rows})
     return 1 if rows else 0
+
+
+def _folder_of(path: str) -> Path:
+    return Path(path) if Path(path).is_dir() else Path(path).parent
 
 
 def cmd_export_crops(args) -> int:

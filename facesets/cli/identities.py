@@ -86,12 +86,17 @@ def cmd_enrich(args) -> int:
 
     cfg = settings(args)
     inputs.existing(args.cache, "face cache", CACHE_FIX)
-    factory = None
+    factory = worker = None
+    out = args.out or str(Path(args.cache).with_name("enrich.npz"))
     if not args.kps_only:
+        from facesets.core.worker_route import route
+
         check_model(cfg)
         factory = engine_factory(cfg, modules=BASE_MODULES + LANDMARK_MODULES)
-    out = args.out or str(Path(args.cache).with_name("enrich.npz"))
-    print(json.dumps(enrich.run(args.cache, out, factory, cfg["embed"]["max_image_pixels"], progress=True)))
+        worker = route(cfg, "enrich", Path(out).parent)
+        worker = enrich.WorkerLandmarks(worker, cfg) if worker else None
+    print(json.dumps(enrich.run(args.cache, out, factory, cfg["embed"]["max_image_pixels"], progress=True,
+                                worker=worker)))
     return 0
 
 

@@ -37,3 +37,10 @@ class Locked(FacesetsError, RuntimeError):
     """Another facesets process holds what this one would write (store, corpus, results folder)."""
 
     exit_code = 3
+
+
+class WorkerError(FacesetsError):
+    """The stand-alone face worker (workers.python) could not start, or died part way (its partial results
+    are kept: a re-run resumes)."""
+
+    exit_code = 1

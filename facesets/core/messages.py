@@ -23,6 +23,13 @@ PACK_DOWNLOAD_FAILED = ("could not download model pack {name!r} into {folder} ({
 PACK_NAME_INVALID = ("model pack name {name!r} is neither a folder nor a plain pack name: point model.pack at an "
                      "existing pack folder or name a pack such as buffalo_l")
 
+# ---------------------------------------------------------------- the face worker (facesets.core.worker_route)
+WORKER_NOT_FOUND = ("worker interpreter {python} cannot be run ({reason}): point workers.python (your profile's "
+                    "workers.yaml) at the python of a venv with numpy, opencv-python, pillow, onnxruntime and insightface")
+WORKER_CANNOT_START = "worker interpreter {python} cannot run the {task} worker: {what}"
+WORKER_DIED = ("the {task} worker in {python} stopped after {done} of {total} items ({what}); its partial results "
+               "are kept: run again to resume")
+
 # ---------------------------------------------------------------- inputs (facesets.core.inputs)
 SOURCE_MISSING = ("source folder {path} not found: fix the source's path (config sources[].path) or mount the "
                   "drive it is on")

@@ -74,8 +74,11 @@ def needs_sources(argv: list[str]) -> bool:
 
 
 def uses_gpu(config: dict) -> int:
-    """1 when model-running jobs use an accelerator (such jobs then queue on `--resources gpu=N`)."""
-    return int(any(p != "CPUExecutionProvider" for p in config["model"]["providers"]))
+    """1 when model-running jobs use an accelerator (such jobs then queue on `--resources gpu=N`): the worker
+    interpreter's providers where a profile names one (workers.python), else model.providers."""
+    w = config["workers"]
+    providers = (w["providers"] or config["model"]["providers"]) if w["python"] else config["model"]["providers"]
+    return int(any(p != "CPUExecutionProvider" for p in providers))
 
 
 def prior(order: list[str], plans: dict[str, str], name: str) -> list[str]:

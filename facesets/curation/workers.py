@@ -13,20 +13,10 @@ import sys
 from pathlib import Path
 
 from facesets.core import atomic
+from facesets.core.worker_route import map_path
 from facesets.curation.state import inventory
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-
-
-def map_path(path: str | Path, path_map: list[list[str]]) -> str:
-    s = os.path.abspath(path)
-    for src, dst in path_map:
-        if s.startswith(src):
-            rest = s[len(src):]
-            if "\\" in dst:  # a Windows target: its separators too
-                rest = rest.replace("/", "\\")
-            return dst + rest
-    return s
 
 
 def stage(export_dir: str | Path, out: str | Path, settings: dict, path_map: list[list[str]]) -> int:
@@ -40,10 +30,13 @@ def stage(export_dir: str | Path, out: str | Path, settings: dict, path_map: lis
     return len(items)
 
 
-def run(worker: str, queue: str | Path, results: str | Path, python: str | None = None) -> None:
+def run(worker: str, queue: str | Path, results: str | Path, python: str | None = None,
+        path_map: list[list[str]] = ()) -> None:
+    """Another interpreter gets the script, queue and results paths mapped too (a Windows python.exe cannot
+    open a WSL path)."""
     script = SCRIPTS / f"{worker}_worker.py"
-    cmd = [python or sys.executable, str(script), str(queue), str(results)]
-    subprocess.run(cmd, check=True)
+    paths = [map_path(x, path_map) if python else str(x) for x in (script, queue, results)]
+    subprocess.run([python or sys.executable, *paths], check=True)
 
 
 def read_results(path: str | Path | None) -> dict | None:

@@ -2,6 +2,7 @@
 
 roop-unleashed appends every face it re-detects in a PNG to the identity, so a crop is shipped only
 if exactly one face -- the target -- is found at every configured (det_size, det_thresh).
+Worker-safe (numpy and opencv only): the stand-alone face worker runs the same check (facesets.core.workitems).
 """
 from __future__ import annotations
 
@@ -85,24 +86,46 @@ def expanded(box: np.ndarray, by: float = 0.15) -> np.ndarray:
     return np.array([box[0] - by * w, box[1] - by * h, box[2] + by * w, box[3] + by * h])
 
 
+def framed(bgr: np.ndarray, bbox: np.ndarray, others: list[np.ndarray], pad_ratio: float,
+           out_size: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], Frame]:
+    """(crop, target box in crop pixels, the other faces in frame grown a little, frame): the roop-framed crop
+    of face `bbox` and what the bystander-masked retry would black out."""
+    frame = roop_frame(bbox, pad_ratio)
+    near = [expanded(o) for o in others if _overlaps(o, frame)]
+    return render(bgr, frame, out_size), frame.to_crop(bbox, out_size), near, frame
+
+
+def checked(engine, crop: np.ndarray, checks: list[list[float]], target: np.ndarray,
+            masked=None) -> tuple[str | None, bool]:
+    """(problem, masked): the one-face check of a crop, tried once more on `masked()` (the crop with the
+    bystanders blacked out; None when no one else is in frame) if the crop itself fails. Shared by the
+    in-process export and the stand-alone worker."""
+    problem = one_face_problem(engine, crop, checks, target)
+    if problem is None:
+        return None, False
+    if masked is not None:
+        retry = one_face_problem(engine, masked(), checks, target)
+        if retry is None:
+            return None, True
+        problem = f"{problem}; with bystanders masked: {retry}"
+    return problem, False
+
+
 def make_crop(engine, bgr: np.ndarray, bbox: np.ndarray, others: list[np.ndarray], pad_ratio: float,
               out_size: int, checks: list[list[float]]) -> tuple[np.ndarray | None, str | None, bool]:
     """(crop, problem, masked): the framed crop if it passes the one-face check, trying once more with
     the other people's faces blacked out when a bystander is in frame."""
-    frame = roop_frame(bbox, pad_ratio)
-    target = frame.to_crop(bbox, out_size)
-    crop = render(bgr, frame, out_size)
-    problem = one_face_problem(engine, crop, checks, target)
-    if problem is None:
-        return crop, None, False
-    near = [expanded(o) for o in others if _overlaps(o, frame)]
-    if near:
-        crop = render(bgr, frame, out_size, near)
-        retry = one_face_problem(engine, crop, checks, target)
-        if retry is None:
-            return crop, None, True
-        problem = f"{problem}; with bystanders masked: {retry}"
-    return None, problem, False
+    crop, target, near, frame = framed(bgr, bbox, others, pad_ratio, out_size)
+    masked_crop: list[np.ndarray] = []
+
+    def masked() -> np.ndarray:
+        masked_crop.append(render(bgr, frame, out_size, near))
+        return masked_crop[-1]
+
+    problem, was_masked = checked(engine, crop, checks, target, masked if near else None)
+    if problem is not None:
+        return None, problem, False
+    return (masked_crop[-1] if was_masked else crop), None, was_masked
 
 
 def _overlaps(box: np.ndarray, frame: Frame) -> bool:

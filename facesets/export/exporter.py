@@ -19,15 +19,14 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from facesets import __version__
 from facesets.core import atomic
 from facesets.embed.cache import FaceCache
-from facesets.export import quality
-from facesets.export.crops import dct_reduction, make_crop
+from facesets.export import crop_checks, quality
+from facesets.export.crops import dct_reduction
 from facesets.export.decode import Source, decoded, read_source
 from facesets.export.fsz import write_fsz
 from facesets.export.partial import partial_reason
@@ -113,13 +112,15 @@ def _sig(obj) -> str:
 def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_dir: str | Path, params: dict,
                  checks: list[list[float]], engine_factory, enrich_path=None, singletons: list[str] | None = None,
                  max_pixels: int = 250_000_000, io_threads: int = 3, progress: bool = False,
-                 meta: dict[str, dict] | None = None, reduced_decode: bool = True, extra: dict | None = None) -> dict:
+                 meta: dict[str, dict] | None = None, reduced_decode: bool = True, extra: dict | None = None,
+                 worker=None) -> dict:
     """`meta` per identity (optional): bundle_prefix (bundles named after a label instead of the
     faceset), markers ({file name: text} written beside the bundles), thin (writes THIN.txt), hidden (the
     person hid it: no bundles), assigned (face keys the person put there: past the identity gate).
     `extra` is added to crops.json (the decisions applied here).
     `reduced_decode=False` decodes every photo at full size (the reference the reduced decode is
-    measured and tested against)."""
+    measured and tested against). `worker` (a facesets.core.worker_route.Route): the one-face checks run in
+    the profile's worker interpreter (facesets.export.crop_checks)."""
     out_dir = Path(out_dir)
     atomic.sweep_temps(out_dir)  # a killed earlier run's half-written crops or bundles
     p = {k: params[k] for k in CROP_KEYS}
@@ -133,7 +134,8 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
     ledger_path = out_dir / CROPS_LEDGER
     ledger = atomic.read_json(ledger_path) if ledger_path.is_file() else {}
     results, todo = _still_valid(cache, _crop_jobs(cache, plan, candidates, out_dir), ledger, out_dir, p, checks)
-    renderer = _Renderer(cache, engine_factory() if todo else None, p, checks, max_pixels, reduced_decode)
+    checker = crop_checks.checker(worker, out_dir, engine_factory if todo else None, p, checks)
+    renderer = _Renderer(cache, checker, p, checks, max_pixels, reduced_decode)
     bar = tqdm(total=sum(len(n) for _, n in todo), desc="export crops", unit="crop", disable=not progress)
     with ThreadPoolExecutor(max_workers=io_threads) as pool:
         for need, src, why in (g for groups in pool.map(renderer.decode, todo) for g in groups):
@@ -142,6 +144,7 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
                 results[(name, i)] = ledger[str(png.relative_to(out_dir))] = entry
                 bar.update(1)
     bar.close()
+    checker.finish()  # the worker's verdicts, where the checks ran there
     atomic.write_json(ledger_path, ledger)
 
     index = _crops_index(cache, cache_path, plan, candidates, results, t, comp, p, checks, meta)
@@ -205,8 +208,8 @@ def _still_valid(cache: FaceCache, jobs: dict, ledger: dict, out_dir: Path, p: d
 class _Renderer:
     """Decodes photos (in worker threads) and cuts, checks and writes their crops."""
 
-    def __init__(self, cache: FaceCache, engine, p: dict, checks, max_pixels: int, reduced_decode: bool):
-        self.cache, self.engine, self.p, self.checks = cache, engine, p, checks
+    def __init__(self, cache: FaceCache, checker, p: dict, checks, max_pixels: int, reduced_decode: bool):
+        self.cache, self.checker, self.p, self.checks = cache, checker, p, checks
         self.max_pixels, self.reduced_decode = max_pixels, reduced_decode
         f = cache.faces
         self.by_sha: dict[str, list[int]] = {}
@@ -235,14 +238,7 @@ class _Renderer:
             entry["problem"] = why
             return entry
         others = [src.to_image(f["bbox"][j]) for j in self.by_sha[f["sha256"][i]] if j != i]
-        crop, problem, masked = make_crop(self.engine, src.bgr, src.to_image(f["bbox"][i]), others,
-                                          self.p["pad_ratio"], self.p["out_size"], self.checks)
-        if crop is None:
-            entry["problem"] = f"one-face check: {problem}"
-        else:
-            ok, buf = cv2.imencode(".png", crop)
-            atomic.write_bytes(png, buf.tobytes())
-            entry["masked"] = masked
+        self.checker.submit(entry, png, src.bgr, src.to_image(f["bbox"][i]), others)  # fills problem / masked
         return entry
 
 

@@ -5,15 +5,15 @@ Flat zip; only lower-case .png members at the top level; non-empty; 8-bit 3-chan
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import struct
 from pathlib import Path
 
-import cv2
-import numpy as np
 from tqdm import tqdm
 
-from facesets.export.crops import one_face_problem
+from facesets.core import atomic
+from facesets.core.workitems import verify_png
 from facesets.export.fsz import PNG_SIG, iter_members, max_png_bytes, open_bundle
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,52 @@ def png_header_problem(data: bytes, size: int) -> str | None:
     return None
 
 
+class LocalMembers:
+    """The one-face check of each member in this process, as it is read."""
+
+    def __init__(self, engine, checks):
+        self.engine, self.checks = engine, checks
+
+    def check(self, row: dict, data: bytes) -> None:
+        row["problem"] = verify_png(self.engine, data, self.checks)
+
+    def finish(self) -> None:
+        pass
+
+
+class WorkerMembers:
+    """The one-face checks in the profile's worker interpreter: each distinct member (by content) is written
+    once to the stage's work folder, the worker runs the same verify_png on it, and the rows are filled in
+    from its verdicts."""
+
+    def __init__(self, worker, checks):
+        self.worker, self.checks = worker, checks
+        self.staged = worker.work_dir / "staged"
+        self.rows: dict[str, list[dict]] = {}
+
+    def check(self, row: dict, data: bytes) -> None:
+        sha = hashlib.sha256(data).hexdigest()
+        if sha not in self.rows:
+            atomic.write_bytes(self.staged / f"{sha}.png", data)
+        self.rows.setdefault(sha, []).append(row)
+
+    def finish(self) -> None:
+        if not self.rows:
+            return
+        items = [{"id": sha, "path": self.worker.map(self.staged / f"{sha}.png")} for sha in self.rows]
+        results = self.worker.run(items, self.worker.settings(("detection",), checks=self.checks), clean=False)
+        for sha, rows in self.rows.items():
+            for row in rows:
+                row["problem"] = results[sha].get("problem") or results[sha].get("error")
+        self.worker.clean()
+
+
 def verify(paths: list[str | Path], engine, checks: list[list[float]], size: int = 512,
-           max_member_bytes: int = 64 << 20, progress: bool = False, allow_empty: bool = False) -> list[dict]:
-    """One row per violation: bundle, member ('' for the whole file), problem."""
+           max_member_bytes: int = 64 << 20, progress: bool = False, allow_empty: bool = False,
+           worker=None) -> list[dict]:
+    """One row per violation: bundle, member ('' for the whole file), problem. `worker` (a
+    facesets.core.worker_route.Route): the one-face checks run in the profile's worker interpreter."""
+    members = WorkerMembers(worker, checks) if worker is not None else LocalMembers(engine, checks)
     rows = []
     bundles = find_bundles(paths)
     if not bundles and not allow_empty:
@@ -68,15 +111,14 @@ def verify(paths: list[str | Path], engine, checks: list[list[float]], size: int
         with zf:
             for m in iter_members(zf, min(max_member_bytes, max_png_bytes(size))):
                 n_members += 1
-                problem = m.problem or png_header_problem(m.data, size)
-                if problem is None:
-                    img = cv2.imdecode(np.frombuffer(m.data, np.uint8), cv2.IMREAD_COLOR)
-                    problem = "undecodable PNG" if img is None else one_face_problem(engine, img, checks)
-                if problem:
-                    rows.append({"bundle": str(bundle), "member": m.name, "problem": problem})
+                row = {"bundle": str(bundle), "member": m.name, "problem": m.problem or png_header_problem(m.data, size)}
+                if row["problem"] is None:
+                    members.check(row, m.data)  # fills row["problem"] now, or once the worker has run
+                rows.append(row)
         if not n_members:
             rows.append({"bundle": str(bundle), "member": "", "problem": "empty bundle (no PNG)"})
-    return rows
+    members.finish()
+    return [r for r in rows if r["problem"]]
 
 
 def table(rows: list[dict]) -> str:

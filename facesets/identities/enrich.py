@@ -3,6 +3,8 @@
 With a pack that has landmark_2d_106 and landmark_3d_68 (buffalo_l), each photo is re-detected and
 the matching face's landmarks and 3-D pose are stored (method `landmark_3d_68`). Otherwise pose is
 estimated from the five keypoints (method `kps5`) so export's frontality score still works.
+Where a profile names a worker interpreter (workers.python) the landmark models run there
+(WorkerLandmarks), with the same per-photo code (facesets.core.analysis.landmarks_of).
 Results of earlier runs are reused for faces already enriched with the same method.
 """
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from facesets.core import atomic, imageio
+from facesets.core import analysis, atomic, imageio, workitems
+from facesets.core.engine import BASE_MODULES, LANDMARK_MODULES
 from facesets.embed.cache import FaceCache
 from facesets.identities.pose import pose_from_kps
 
@@ -46,6 +49,35 @@ def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     atomic.write_bytes(path, buf.getvalue())
 
 
+def _found_here(cache: FaceCache, paths: list[str], engine, max_pixels: int):
+    """(path, faces or None, why not) per photo, analysed in this process."""
+    for path in paths:
+        try:
+            yield path, analysis.landmarks_of(engine, cache.abs_path(path).read_bytes(), max_pixels), None
+        except (OSError, imageio.ImageSkip) as exc:
+            yield path, None, str(exc)
+
+
+class WorkerLandmarks:
+    """enrich's model part in the profile's worker interpreter (a facesets.core.worker_route.Route): the
+    same analysis.landmarks_of per photo; the face matching stays here."""
+
+    def __init__(self, worker, cfg: dict):
+        from facesets.core import models
+
+        self.worker, self.max_pixels = worker, cfg["embed"]["max_image_pixels"]
+        tasks = models.inspect(worker.pack_folder(), cfg["model"]["pack"]).tasks
+        self.has_landmarks = all(m in tasks for m in LANDMARK_MODULES)
+
+    def found(self, cache: FaceCache, paths: list[str]):
+        items = [{"id": p, "path": self.worker.map(cache.abs_path(p))} for p in paths]
+        res = self.worker.run(items, self.worker.settings(BASE_MODULES + LANDMARK_MODULES, max_pixels=self.max_pixels))
+        for p in paths:
+            r = res[p]
+            faces = [{k: workitems.decode(v) for k, v in f.items()} for f in r["faces"]] if "faces" in r else None
+            yield p, faces, r.get("error")
+
+
 def landmarks_for(cache: FaceCache, idx: list[int], engine, max_pixels: int, progress: bool):
     """Re-detect the photos of faces `idx` with the landmark models; match faces by bbox overlap."""
     n = len(cache)
@@ -55,33 +87,34 @@ def landmarks_for(cache: FaceCache, idx: list[int], engine, max_pixels: int, pro
     by_path: dict[str, list[int]] = {}
     for i in idx:
         by_path.setdefault(str(cache.face_path[i]), []).append(i)
-    for path, faces in tqdm(by_path.items(), desc="enrich", unit="img", disable=not progress):
-        try:
-            dec = imageio.decode(cache.abs_path(path).read_bytes(), max_pixels=max_pixels)
-        except (OSError, imageio.ImageSkip) as exc:
-            log.warning("enrich: cannot read %s: %s", path, exc)
+    found_in = (engine.found(cache, list(by_path)) if isinstance(engine, WorkerLandmarks)
+                else _found_here(cache, list(by_path), engine, max_pixels))
+    for path, found, why in tqdm(found_in, total=len(by_path), desc="enrich", unit="img", disable=not progress):
+        if why is not None:
+            log.warning("enrich: cannot read %s: %s", path, why)
             continue
-        found = engine.analyze(dec.bgr)
         if not found:
             continue
-        boxes = np.array([f.bbox for f in found], np.float32)
+        faces = by_path[path]
+        boxes = np.array([f["bbox"] for f in found], np.float32)
         ious = _iou(cache.faces["bbox"][faces], boxes)
         for row, i in enumerate(faces):
             j = int(ious[row].argmax())
             if ious[row, j] < 0.5:
                 continue
             f = found[j]
-            if getattr(f, "landmark_2d_106", None) is not None:
-                lmk106[i] = f.landmark_2d_106
-            if getattr(f, "landmark_3d_68", None) is not None:
-                lmk68[i] = f.landmark_3d_68
-            if getattr(f, "pose", None) is not None:
-                pose[i] = f.pose
+            if f["landmark_2d_106"] is not None:
+                lmk106[i] = f["landmark_2d_106"]
+            if f["landmark_3d_68"] is not None:
+                lmk68[i] = f["landmark_3d_68"]
+            if f["pose"] is not None:
+                pose[i] = f["pose"]
     return lmk106, lmk68, pose
 
 
 def run(cache_path: str | Path, out: str | Path, engine_factory=None, max_pixels: int = 250_000_000,
-        progress: bool = False) -> dict:
+        progress: bool = False, worker: WorkerLandmarks | None = None) -> dict:
+    """`worker`: the landmark models run in the profile's worker interpreter instead of `engine_factory`'s."""
     cache = FaceCache.load(cache_path)
     out = Path(out)
     keys = np.array(cache.face_keys(), dtype=str)
@@ -89,7 +122,7 @@ def run(cache_path: str | Path, out: str | Path, engine_factory=None, max_pixels
     method = np.full(n, "kps5", dtype="U16")
     pose = pose_from_kps(cache.faces["kps"]) if n else np.zeros((0, 3), np.float32)
     arrays = {"key": keys, "pose": pose}
-    engine = engine_factory() if engine_factory else None
+    engine = worker or (engine_factory() if engine_factory else None)
     if engine is not None and engine.has_landmarks and n:
         ledger = _load(out.parent / LEDGER)
         lmk106 = np.full((n, 106, 2), np.nan, np.float32)

@@ -1,0 +1,86 @@
+"""export_crops' one-face check, in process or in the profile's worker interpreter (config workers.python).
+
+The exporter frames and renders every crop here; what differs is who re-detects it:
+- LocalChecks: the engine in this process, crop by crop (crops.make_crop), as always;
+- WorkerChecks: each crop (and, when someone else is in frame, its bystander-masked variant) is written as a
+  PNG to the stage's work folder, the worker runs the same crops.checked on every one of them, and a crop
+  that passes is renamed into place -- the very bytes the in-process path writes (PNG is lossless, so the
+  worker checks exactly the pixels the crop holds).
+Both fill in each crop's ledger entry (problem, masked); finish() is called before the ledger is written.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facesets.core import atomic
+from facesets.export import crops
+
+
+def _png(img: np.ndarray) -> bytes:
+    _, buf = cv2.imencode(".png", img)
+    return buf.tobytes()
+
+
+class LocalChecks:
+    def __init__(self, engine_factory, p: dict, checks):
+        self.engine = engine_factory() if engine_factory else None
+        self.p, self.checks = p, checks
+
+    def submit(self, entry: dict, png: Path, bgr: np.ndarray, bbox: np.ndarray, others: list[np.ndarray]) -> None:
+        crop, problem, masked = crops.make_crop(self.engine, bgr, bbox, others, self.p["pad_ratio"],
+                                                self.p["out_size"], self.checks)
+        if crop is None:
+            entry["problem"] = f"one-face check: {problem}"
+        else:
+            atomic.write_bytes(png, _png(crop))
+            entry["masked"] = masked
+
+    def finish(self) -> None:
+        pass
+
+
+class WorkerChecks:
+    def __init__(self, worker, out_dir: Path, p: dict, checks):
+        self.worker, self.out_dir, self.p, self.checks = worker, Path(out_dir), p, checks
+        self.staged = worker.work_dir / "staged"
+        self.items: list[dict] = []
+        self.pending: dict[str, tuple[dict, Path, Path, Path | None]] = {}
+
+    def submit(self, entry: dict, png: Path, bgr: np.ndarray, bbox: np.ndarray, others: list[np.ndarray]) -> None:
+        crop, target, near, frame = crops.framed(bgr, bbox, others, self.p["pad_ratio"], self.p["out_size"])
+        rel = str(png.relative_to(self.out_dir))
+        stem = self.staged / hashlib.sha1(os.fsencode(rel)).hexdigest()[:20]
+        plain, masked = stem.with_suffix(".png"), (stem.with_suffix(".masked.png") if near else None)
+        atomic.write_bytes(plain, _png(crop))
+        if masked is not None:
+            atomic.write_bytes(masked, _png(crops.render(bgr, frame, self.p["out_size"], near)))
+        self.items.append({"id": rel, "sig": entry["sig"], "path": self.worker.map(plain),
+                           "masked": self.worker.map(masked) if masked else None,
+                           "target": [float(x) for x in target]})
+        self.pending[rel] = (entry, png, plain, masked)
+
+    def finish(self) -> None:
+        if not self.items:
+            return
+        results = self.worker.run(self.items, self.worker.settings(("detection",), checks=self.checks), clean=False)
+        for rel, (entry, png, plain, masked) in self.pending.items():
+            r = results[rel]
+            problem = r.get("problem") or r.get("error")
+            if problem:
+                entry["problem"] = f"one-face check: {problem}"
+                continue
+            png.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(masked if r["masked"] else plain, png)  # the staged file, already written atomically
+            entry["masked"] = bool(r["masked"])
+        self.worker.clean()
+
+
+def checker(worker, out_dir: Path, engine_factory, p: dict, checks):
+    """WorkerChecks where a worker route is given, else LocalChecks (whose engine is built only if needed:
+    pass engine_factory=None when there is nothing to check)."""
+    return WorkerChecks(worker, out_dir, p, checks) if worker is not None else LocalChecks(engine_factory, p, checks)
