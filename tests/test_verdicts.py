@@ -89,3 +89,31 @@ def test_two_processes_at_once(tmp_path):
         seen = max(seen, sum(reader.get(f"a{i}", 640, 0.5) is not None for i in range(0, 300, 30)))
     assert [p.wait() for p in procs] == [0, 0]
     assert all(reader.get(f"{p}{i}", 640, 0.5) is not None for p in "ab" for i in range(300))
+
+
+def test_stored_engine_builds_the_engine_only_on_a_miss(tmp_path):
+    from facesets.export.verdicts import StoredEngine
+
+    eng, built = CountingEngine(), []
+
+    def factory():
+        built.append(1)
+        return eng
+
+    crop = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    first = StoredEngine(factory, DetectionStore(tmp_path / "d.sqlite", "packA"))
+    for _ in range(2):
+        for size, thresh in ((640, 0.5), (320, 0.5), (640, 0.3)):
+            first.detect(crop, det_size=size, det_thresh=thresh)
+    assert len(eng.calls) == 3 and built == [1]
+    # a later process with every verdict stored never builds an engine; the same pixels (a PNG read back) hit
+    def no_engine():
+        raise AssertionError("the engine was built although every verdict is stored")
+
+    later = StoredEngine(no_engine, DetectionStore(tmp_path / "d.sqlite", "packA"))
+    assert len(later.detect(crop.copy(), det_size=640, det_thresh=0.3)) == 2
+    other = crop.copy()
+    other[0, 0, 0] ^= 1  # one pixel differs: another crop
+    assert DetectionStore(tmp_path / "d.sqlite", "packA").get("x", 640, 0.5) is None
+    StoredEngine(factory, later.store).detect(other, det_size=640, det_thresh=0.5)
+    assert len(eng.calls) == 4

@@ -84,7 +84,8 @@ class DetectionStore:
             with self._count_lock:
                 self.reused += 1
             return det
-        det = engine.detect(image_of(), det_size=int(det_size), det_thresh=float(det_thresh))
+        run = engine._run if isinstance(engine, StoredEngine) else engine.detect
+        det = run(image_of(), det_size=int(det_size), det_thresh=float(det_thresh))
         self.put(png_sha, det_size, det_thresh, det)
         with self._count_lock:
             self.runs += 1
@@ -99,6 +100,50 @@ class DetectionStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
             self._local.conn = None
+
+
+def pixels_digest(img: np.ndarray) -> str:
+    """The content key of a crop: its pixels (PNG is lossless, so a crop and the PNG written from it, read back
+    anywhere, have the same key; no encoding needed to compute it)."""
+    h = hashlib.sha256(f"{img.shape}|{img.dtype}|".encode())
+    h.update(np.ascontiguousarray(img).data)
+    return h.hexdigest()
+
+
+class StoredEngine:
+    """Stands in for the face engine wherever crops are checked: `detect(crop, det_size=, det_thresh=)` looks the
+    crop up by its pixels and runs the real engine (built on first need, never when every verdict is stored)
+    only on a miss. Thread-safe; `embed` and the rest go to the real engine."""
+
+    def __init__(self, engine_factory, store: DetectionStore):
+        self._factory, self.store = engine_factory, store
+        self._engine = None
+        self._lock = threading.Lock()
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = self._factory()
+        return self._engine
+
+    def detect(self, img, det_size: int = 640, det_thresh: float = 0.5) -> Detections:
+        return self.store.detect(self, pixels_digest(img), lambda: img, det_size, det_thresh)
+
+    def _run(self, img, det_size, det_thresh) -> Detections:
+        return self.engine.detect(img, det_size=det_size, det_thresh=det_thresh)
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+
+def open_store(path: str | Path, pack: str, root: str = "~/.insightface") -> DetectionStore:
+    """The results folder's detection store for the configured pack's detector."""
+    from facesets.core import models
+
+    detector = models.check(pack, root).tasks["detection"].path
+    return DetectionStore(path, detector_identity(str(detector)))
 
 
 class StoredDetector:
