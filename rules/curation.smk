@@ -187,6 +187,7 @@ rule verify_fsz:
     output:
         VERIFY,
     params:
+        detections=str(LAYOUT.detections),  # verdicts by crop content, shared (export.verdicts)
         settings=VERIFY_SETTINGS,
         corpus=CORPUS,
     log:
@@ -197,4 +198,4 @@ rule verify_fsz:
         "../envs/facesets.yaml"
     shell:
         "facesets verify-fsz {params.corpus:q} --json {output:q} --allow-empty --settings {params.settings:q} "
-        "--quiet --log {log:q}"
+        "--quiet --detections {params.detections:q} --log {log:q}"

@@ -18,6 +18,7 @@ rule export_crops:
     output:
         CROPS_INDEX,
     params:
+        detections=str(LAYOUT.detections),  # verdicts by crop content, shared (export.verdicts)
         settings=wf.settings(config, ("model", ["pack", "det_size", "det_thresh"]), ("export", CROP_KEYS),
                              ("verify", ["checks"])),
         decisions=fsdecisions.part(DECISIONS, "export_crops"),
@@ -32,7 +33,8 @@ rule export_crops:
         "../envs/facesets.yaml"
     shell:
         "facesets export-crops {input.cache:q} {params.out:q} --manifest {input.manifest:q} --enrich {input.enrich:q} "
-        "--raw-manifest {input.raw:q} --settings {params.settings:q} --decisions {params.decisions:q} --log {log:q}"
+        "--raw-manifest {input.raw:q} --settings {params.settings:q} --decisions {params.decisions:q} "
+        "--detections {params.detections:q} --log {log:q}"
 
 
 rule export_bundles:
@@ -60,6 +62,7 @@ rule verify_export:
     output:
         VERIFY_EXPORT,
     params:
+        detections=str(LAYOUT.detections),  # verdicts by crop content, shared (export.verdicts)
         settings=VERIFY_SETTINGS,
         out=lambda wc, input: os.path.dirname(input[0]),
     log:
@@ -70,4 +73,4 @@ rule verify_export:
         "../envs/facesets.yaml"
     shell:
         "facesets verify-fsz {params.out:q} --json {output:q} --allow-empty --settings {params.settings:q} "
-        "--quiet --log {log:q}"
+        "--quiet --detections {params.detections:q} --log {log:q}"

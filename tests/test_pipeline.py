@@ -372,3 +372,23 @@ def test_audit_takes_the_results_folder(built):
     out = subprocess.run([sys.executable, "-m", "facesets", "audit", str(wd / "results"), "--no-verify",
                           "--refine", str(bad)], capture_output=True, text=True)
     assert out.returncode == 1 and "listed 2 times by refine" in out.stdout, out.stdout
+
+
+def test_reapplying_curation_runs_the_detector_on_no_crop(built):
+    """Detections are stored by crop content: the export's checks fill the store, both verifies read it, and a
+    change that only re-applies curation makes no detector run at all."""
+    wd, cfg, *_ = built
+    snakemake(wd, cfg)
+    res = wd / "results"
+    exported = json.loads((res / "export/verify.json").read_text())
+    assert exported["detections"]["detector_runs"] == 0 and exported["detections"]["detections_reused"] > 0
+    data = yaml.safe_load(cfg.read_text())
+    data.setdefault("curation", {})["neardup"] = {"similarity": 0.9}
+    changed = wd / "config_neardup.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    jobs = rules_of(planned(wd, changed))
+    assert jobs["verify_fsz"] == 1 and not jobs["export_crops"] and not jobs["verify_export"]
+    snakemake(wd, changed)
+    corpus = json.loads((res / "curation/verify.json").read_text())
+    assert corpus["ok"] and corpus["detections"]["detector_runs"] == 0, corpus["detections"]
+    snakemake(wd, cfg)  # back to the module's settings for the tests after this one

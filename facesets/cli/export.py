@@ -1,6 +1,8 @@
 """Subcommands of the export stage: identities -> ranked crops -> .fsz bundles for roop-unleashed."""
 from __future__ import annotations
 
+import functools
+import logging
 from pathlib import Path
 
 from facesets.cli.common import (check_model, command, engine_factory, model_flags, section_flags, settings,
@@ -9,6 +11,8 @@ from facesets.cli.embed import CACHE_FIX
 from facesets.cli.review import decisions_flag, decisions_of
 from facesets.core import inputs
 from facesets.core.worker_route import route
+
+log = logging.getLogger(__name__)
 
 
 def _crops(args, cfg: dict) -> None:
@@ -20,10 +24,27 @@ def _crops(args, cfg: dict) -> None:
     idents, meta = identities_of(args.manifest)
     hidden = hide(meta, idents, decisions_of(args)["hide"])  # the person's: no bundles, _hidden/ in the corpus
     check_model(cfg)
-    export_crops(args.cache, idents, args.out, cfg["export"], cfg["verify"]["checks"], engine_factory(cfg),
+    store = _store(args, cfg)
+    factory = engine_factory(cfg)
+    if store is not None:  # every crop is looked up by its pixels; the detector runs only on a miss
+        from facesets.export.verdicts import StoredEngine
+
+        factory = functools.partial(StoredEngine, factory, store)
+    export_crops(args.cache, idents, args.out, cfg["export"], cfg["verify"]["checks"], factory,
                  args.enrich, singletons_of(args.raw_manifest), cfg["embed"]["max_image_pixels"],
                  cfg["embed"]["io_threads"], progress=not args.quiet, meta=meta, extra=hidden,
                  worker=route(cfg, "crops", args.out))
+    if store is not None:
+        log.info("crop checks: %s", store.stats())
+
+
+def _store(args, cfg: dict):
+    """The results folder's detection store (--detections), shared by the crop checks and both verifies."""
+    if not getattr(args, "detections", None):
+        return None
+    from facesets.export.verdicts import open_store
+
+    return open_store(args.detections, cfg["model"]["pack"], cfg["model"]["root"])
 
 
 def _bundles(out: str, cfg: dict, names: dict[str, str]) -> None:
@@ -33,7 +54,7 @@ def _bundles(out: str, cfg: dict, names: dict[str, str]) -> None:
     export_bundles(out, cfg["export"]["top_n"], names=names)
 
 
-def _verify(paths: list[str], cfg: dict, json_out: str | None, quiet: bool, allow_empty: bool) -> int:
+def _verify(paths: list[str], cfg: dict, json_out: str | None, quiet: bool, allow_empty: bool, store=None) -> int:
     from facesets.core import atomic
     from facesets.core.engine import FaceEngine
     from facesets.export.verify import table, verify
@@ -43,12 +64,21 @@ def _verify(paths: list[str], cfg: dict, json_out: str | None, quiet: bool, allo
     check_model(cfg)
     # the worker's work folder beside what this run writes (the pipeline's results tree, mapped for the worker)
     worker = route(cfg, "verify", Path(json_out).parent if json_out else _folder_of(paths[0]))
-    rows = verify(paths, None if worker else FaceEngine.from_config(cfg), cfg["verify"]["checks"],
+    if worker:
+        engine = None
+    elif store is not None:  # verdicts made by the export's checks (same pixels) are reused, not re-detected
+        from facesets.export.verdicts import StoredEngine
+
+        engine = StoredEngine(lambda: FaceEngine.from_config(cfg), store)
+    else:
+        engine = FaceEngine.from_config(cfg)
+    rows = verify(paths, engine, cfg["verify"]["checks"],
                   cfg["export"]["out_size"], cfg["verify"]["max_member_bytes"], progress=not quiet,
                   allow_empty=allow_empty, worker=worker)
     print(table(rows))
     if json_out:
-        atomic.write_json(json_out, {"ok": not rows, "violations": rows})
+        stats = {"detections": store.stats()} if store is not None else {}
+        atomic.write_json(json_out, {"ok": not rows, "violations": rows, **stats})
     return 1 if rows else 0
 
 
@@ -71,11 +101,12 @@ def cmd_export_swap(args) -> int:
     cfg = settings(args)
     _crops(args, cfg)
     _bundles(args.out, cfg, decisions_of(args)["names"])
-    return _verify([args.out], cfg, None, args.quiet, allow_empty=True)
+    return _verify([args.out], cfg, None, args.quiet, allow_empty=True, store=_store(args, cfg))
 
 
 def cmd_verify(args) -> int:
-    return _verify(args.paths, settings(args), args.json, args.quiet, args.allow_empty)
+    cfg = settings(args)
+    return _verify(args.paths, cfg, args.json, args.quiet, args.allow_empty, store=_store(args, cfg))
 
 
 def _crop_flags(p) -> None:
@@ -84,7 +115,13 @@ def _crop_flags(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     section_flags(p, "export")
     decisions_flag(p)
+    _detections_flag(p)
     model_flags(p)
+
+
+def _detections_flag(p) -> None:
+    p.add_argument("--detections", metavar="SQLITE", help="detection store shared by the crop checks and verifies "
+                   "(the pipeline's results/cache/detections.sqlite): a crop is detected once per setting, ever")
 
 
 def register(sub) -> None:
@@ -112,4 +149,5 @@ def register(sub) -> None:
     p.add_argument("--json", metavar="JSON", help="also write the result as JSON")
     p.add_argument("--allow-empty", action="store_true", help="no bundle at all is not an error (empty export)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _detections_flag(p)
     model_flags(p)

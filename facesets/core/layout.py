@@ -39,6 +39,11 @@ class Layout:
         return self.cache_dir / "model.json"
 
     @property
+    def detections(self) -> Path:
+        """Detections of crops by content, shared by the crop checks and both verifies (export.verdicts)."""
+        return self.cache_dir / "detections.sqlite"
+
+    @property
     def listing(self) -> Path:
         return self.cache_dir / "listing"
 
