@@ -144,6 +144,24 @@ def inference_share(lib: Path, files: int, cfg: dict, store: Path) -> dict:
 
 # --------------------------------------------------------------------------- main
 
+def detector_runs(results: Path) -> dict | None:
+    """Detector runs of the crop checks and both verifies (the detection store's counts) per exported crop."""
+    import re
+
+    try:
+        log = (results / "logs" / "export_crops" / "export_crops.log").read_text()
+        checks = int(re.findall(r"'detector_runs': (\d+)", log)[-1])
+        ve = json.loads((results / "export" / "verify.json").read_text())["detections"]["detector_runs"]
+        vf = json.loads((results / "curation" / "verify.json").read_text())["detections"]["detector_runs"]
+        index = json.loads((results / "export" / "crops.json").read_text())
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+    crops = sum(1 for fs in index["facesets"].values() for m in fs["members"])
+    total = checks + ve + vf
+    return {"checks": checks, "verify_export": ve, "verify_fsz": vf, "crops": crops,
+            "per_crop": total / crops if crops else 0.0, "settings": len(index.get("checks", []))}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -219,7 +237,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  export: {cache['stats']}")
         except (OSError, KeyError, ValueError):
             pass
-        fig.update(embed_phase_s=t_embed, rest_phase_s=t_rest, total_s=total, jobs=[j1, j2], stages=tsv)
+        print(f"  post-embed / embed phase: {t_rest / t_embed:.2f}x (issue #18 target: <= 1.0x at 600 photos, "
+              f"<= 0.5x at 2,000)")
+        runs = detector_runs(workdir / "results")
+        if runs:
+            print(f"  detector runs: crop checks {runs['checks']}, export verify {runs['verify_export']}, corpus verify "
+                  f"{runs['verify_fsz']} for {runs['crops']} crops -> {runs['per_crop']:.2f} per crop "
+                  f"(the multi-face worker adds one per crop; target: at most the {runs['settings']} distinct settings)")
+        fig.update(embed_phase_s=t_embed, rest_phase_s=t_rest, total_s=total, jobs=[j1, j2], stages=tsv,
+                   post_embed_ratio=t_rest / t_embed, detector_runs=runs)
 
     print(f"\ninference share of embed (in process, embed_source on {min(args.profile_n, len(files))} photos, "
           f"io_threads {cfg['embed']['io_threads']}, ort_threads {cfg['embed']['ort_threads']}):", flush=True)
