@@ -24,7 +24,8 @@ def _crops(args, cfg: dict) -> None:
     idents, meta = identities_of(args.manifest)
     hidden = hide(meta, idents, decisions_of(args)["hide"])  # the person's: no bundles, _hidden/ in the corpus
     check_model(cfg)
-    store = _store(args, cfg)
+    worker = route(cfg, "crops", args.out)
+    store = None if worker else _store(args, cfg)  # the worker path does not use the store yet
     factory = engine_factory(cfg)
     if store is not None:  # every crop is looked up by its pixels; the detector runs only on a miss
         from facesets.export.verdicts import StoredEngine
@@ -33,7 +34,7 @@ def _crops(args, cfg: dict) -> None:
     export_crops(args.cache, idents, args.out, cfg["export"], cfg["verify"]["checks"], factory,
                  args.enrich, singletons_of(args.raw_manifest), cfg["embed"]["max_image_pixels"],
                  cfg["embed"]["io_threads"], progress=not args.quiet, meta=meta, extra=hidden,
-                 worker=route(cfg, "crops", args.out))
+                 worker=worker)
     if store is not None:
         log.info("crop checks: %s", store.stats())
 
@@ -65,7 +66,7 @@ def _verify(paths: list[str], cfg: dict, json_out: str | None, quiet: bool, allo
     # the worker's work folder beside what this run writes (the pipeline's results tree, mapped for the worker)
     worker = route(cfg, "verify", Path(json_out).parent if json_out else _folder_of(paths[0]))
     if worker:
-        engine = None
+        engine, store = None, None  # the worker path does not use the store yet
     elif store is not None:  # verdicts made by the export's checks (same pixels) are reused, not re-detected
         from facesets.export.verdicts import StoredEngine
 
