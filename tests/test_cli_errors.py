@@ -274,7 +274,7 @@ def test_models_check_writes_the_pack_record(tmp_path):
     out = facesets("models", "--check", BUFFALO_SHAPES, "--out", tmp_path / "cache" / "model.json", "--offline")
     assert out.returncode == 0, out.stderr
     rec = json.loads((tmp_path / "cache" / "model.json").read_text())
-    assert rec["folder"] == str(BUFFALO_SHAPES) and rec["embedding_width"] == 512
+    assert Path(rec["folder"]).resolve() == BUFFALO_SHAPES.resolve() and rec["embedding_width"] == 512
     assert set(rec["tasks"]) == {"detection", "recognition", "landmark_2d_106", "landmark_3d_68", "genderage"}
     by = {m["file"]: m for m in rec["models"]}
     w = by["w600k_r50.onnx"]
