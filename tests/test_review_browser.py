@@ -1,7 +1,8 @@
 """The review page in a real browser (Debian's chromium and chromium-driver, driven by Selenium), on the real
 pipeline's results: name a faceset, merge two, remove a crop, veto a planned drop; the decisions file says
 so; the pipeline applies it (anna_top30.fsz, the removed crop in no bundle, the merged faceset in _merged/).
-The screenshots of the people page and a faceset page are saved to docs/screenshots/ (the README shows them).
+The screenshots of the people page and a faceset page are saved to docs/screenshots/ (the README shows them;
+git-ignored: they show crops of the shared photos, which are never committed).
 """
 from __future__ import annotations
 
