@@ -9,7 +9,7 @@ import numpy as np
 
 from conftest import REPO
 from facesets.core.engine import Detections
-from facesets.export.verdicts import DetectionStore, StoredDetector
+from facesets.export.verdicts import DetectionStore
 
 
 class CountingEngine:
@@ -28,14 +28,14 @@ def test_one_run_per_png_and_setting(tmp_path):
     img = np.zeros((8, 8, 3), np.uint8)
     for _ in range(3):
         for size, thresh in ((640, 0.5), (320, 0.5), (640, 0.3)):
-            det = StoredDetector(eng, store, "sha1").detect(img, det_size=size, det_thresh=thresh)
+            det = store.detect(eng, "sha1", lambda: img, size, thresh)
             assert len(det) == (1 if thresh >= 0.5 else 2)
     assert len(eng.calls) == 3 and store.stats() == {"detector_runs": 3, "detections_reused": 6}
     again = store.get("sha1", 640, 0.5)
     assert again.bboxes.tolist() == [[1.5, 2.25, 30.125, 40.0]] and again.scores[0] == np.float32(0.87654321)
     # a new process (a later job) reuses them too
     later = DetectionStore(tmp_path / "d.sqlite", "packA")
-    StoredDetector(eng, later, "sha1").detect(img, det_size=640, det_thresh=0.5)
+    later.detect(eng, "sha1", lambda: img, 640, 0.5)
     assert len(eng.calls) == 3
 
 

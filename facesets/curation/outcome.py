@@ -89,11 +89,13 @@ def _curation_losses(layout: Layout) -> dict[str, tuple[str, str]]:
     if not corpus:
         return {}
     out = {}
+    keys_of: dict[str, list[str]] = {}
+    for (fs, _), k in key_of.items():
+        keys_of.setdefault(fs, []).append(k)
     for q in ("masked", "thin", "hidden"):
         for f in corpus.get(q, []):
-            for (fs, _), k in key_of.items():
-                if fs == f["name"]:
-                    out.setdefault(k, (f"curation {q}", f"{f['name']} quarantined: {f.get('reason', '')}"))
+            for k in keys_of.get(f["name"], []):
+                out.setdefault(k, (f"curation {q}", f"{f['name']} quarantined: {f.get('reason', '')}"))
     for plan_file in sorted(layout.plans.glob("*.json")):
         plan = _read(plan_file)
         for ch in plan.get("changes", []):

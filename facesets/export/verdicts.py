@@ -84,8 +84,7 @@ class DetectionStore:
             with self._count_lock:
                 self.reused += 1
             return det
-        run = engine._run if isinstance(engine, StoredEngine) else engine.detect
-        det = run(image_of(), det_size=int(det_size), det_thresh=float(det_thresh))
+        det = engine.detect(image_of(), det_size=int(det_size), det_thresh=float(det_thresh))
         self.put(png_sha, det_size, det_thresh, det)
         with self._count_lock:
             self.runs += 1
@@ -129,13 +128,20 @@ class StoredEngine:
         return self._engine
 
     def detect(self, img, det_size: int = 640, det_thresh: float = 0.5) -> Detections:
-        return self.store.detect(self, pixels_digest(img), lambda: img, det_size, det_thresh)
-
-    def _run(self, img, det_size, det_thresh) -> Detections:
-        return self.engine.detect(img, det_size=det_size, det_thresh=det_thresh)
+        return self.store.detect(_OnMiss(self), pixels_digest(img), lambda: img, det_size, det_thresh)
 
     def __getattr__(self, name):
         return getattr(self.engine, name)
+
+
+class _OnMiss:
+    """What the store runs on a miss: the real engine, built only then."""
+
+    def __init__(self, owner: StoredEngine):
+        self.owner = owner
+
+    def detect(self, img, det_size: int, det_thresh: float) -> Detections:
+        return self.owner.engine.detect(img, det_size=det_size, det_thresh=det_thresh)
 
 
 def open_store(path: str | Path, pack: str, root: str = "~/.insightface") -> DetectionStore:
@@ -144,16 +150,3 @@ def open_store(path: str | Path, pack: str, root: str = "~/.insightface") -> Det
 
     detector = models.check(pack, root).tasks["detection"].path
     return DetectionStore(path, detector_identity(str(detector)))
-
-
-class StoredDetector:
-    """An engine stand-in for the crop checks: `detect(crop)` of one PNG's pixels goes through the store.
-
-    Bind it to a crop with `for_png(sha, image)`; the checks then call `detect(img, det_size=, det_thresh=)`
-    exactly as they call the engine."""
-
-    def __init__(self, engine, store: DetectionStore, png_sha: str):
-        self.engine, self.store, self.png_sha = engine, store, png_sha
-
-    def detect(self, img, det_size: int, det_thresh: float) -> Detections:
-        return self.store.detect(self.engine, self.png_sha, lambda: img, det_size, det_thresh)

@@ -109,7 +109,8 @@ def evaluate_stage(results: str | Path, stage: str, labels_path: str | Path, roo
     label_of, path_of = labeled_faces(cache, read_labels(labels_path), root)
     pred, true = [], []
     by_identity: dict[str, dict] = {}
-    for name, keys in outcome.membership(layout, stage).items():
+    groups = outcome.membership(layout, stage)
+    for name, keys in groups.items():
         for k in keys:
             if k in label_of:
                 pred.append(name)
@@ -117,7 +118,7 @@ def evaluate_stage(results: str | Path, stage: str, labels_path: str | Path, roo
                 by_identity.setdefault(label_of[k], {}).setdefault(name, 0)
                 by_identity[label_of[k]][name] += 1
     out = {"stage": stage, **score(pred, true)}
-    placed = set(k for ks in outcome.membership(layout, stage).values() for k in ks)
+    placed = {k for ks in groups.values() for k in ks}
     out["labeled_faces"] = len(label_of)
     out["coverage"] = sum(k in placed for k in label_of) / len(label_of) if label_of else 0.0
     gates = {k: (atomic.read_json(layout.refine_manifest)["params"][k] if layout.refine_manifest.is_file() else 0)
