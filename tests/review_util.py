@@ -2,7 +2,10 @@
 page reads and small real PNG crops; no photo, no cache."""
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -71,3 +74,19 @@ def synthetic_results(root: Path, n_facesets: int = 12, crops: int = 4, pngs: st
     _json(lay.plans / "neardup.json", {"pass": "neardup", "changes": [drop], "stats": {"drop": 1}})
     _json(lay.plans / "consolidate.json", {"pass": "consolidate", "changes": [merge], "stats": {"merge": 1}})
     return lay
+
+
+@contextlib.contextmanager
+def run_lock_held(lay: Layout):
+    """Another process holds the results folder's run lock (as a live pipeline run does) while the block runs;
+    yields that process."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from facesets.core import runlock; runlock.hold(sys.argv[1], sys.argv[2]); "
+        "print('held', flush=True); time.sleep(60)"), str(lay.results), str(lay.run_lock)], stdout=subprocess.PIPE,
+        text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

@@ -141,24 +141,15 @@ def test_the_latest_word_wins_and_undoing_empties_the_file(tmp_path):
 
 
 def test_a_click_is_refused_while_a_pipeline_run_holds_the_results_folder(tmp_path):
-    import subprocess
-    import sys
+    from review_util import run_lock_held
 
     lay = Layout(tmp_path / "results")
     lay.results.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from facesets.core import runlock; runlock.hold(sys.argv[1], sys.argv[2]); "
-        "print('held', flush=True); time.sleep(60)"), str(lay.results), str(lay.run_lock)], stdout=subprocess.PIPE,
-        text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with run_lock_held(lay):
         ed = Editor(tmp_path / "decisions.yaml", lay.results)
         with pytest.raises(runlock.RunLocked, match=r"a pipeline run holds .*pid \d+.*the decision was not written"):
             ed.change("name", faceset="faceset_001", name="anna")
         assert not (tmp_path / "decisions.yaml").exists()
-    finally:
-        holder.kill()
-        holder.wait()
     Editor(tmp_path / "decisions.yaml", lay.results).change("name", faceset="faceset_001", name="anna")
     assert D.load(tmp_path / "decisions.yaml")["names"] == {"faceset_001": "anna"}
 

@@ -13,7 +13,7 @@ import threading
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-from review_util import key, synthetic_results
+from review_util import key, run_lock_held, synthetic_results
 
 from facesets.review import decisions as D
 from facesets.review.server import PAGE, serve
@@ -168,20 +168,12 @@ def test_a_click_writes_one_validated_decision_and_says_how_to_apply_it(site):
 
 def test_a_click_while_the_pipeline_runs_is_refused_with_the_reason(site):
     lay, server, path = site
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from facesets.core import runlock; runlock.hold(sys.argv[1], sys.argv[2]); "
-        "print('held', flush=True); time.sleep(60)"), str(lay.results), str(lay.run_lock)], stdout=subprocess.PIPE,
-        text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with run_lock_held(lay) as holder:
         status, hdrs, _ = request(server, "POST", "/decide", Origin=own(server),
                                   body={"action": "hide", "faceset": "faceset_004", "back": "/"})
         error = parse_qs(urlsplit(hdrs["Location"]).query)["error"][0]
         assert "a pipeline run holds" in error and f"pid {holder.pid}" in error
         assert "faceset_004" not in D.load(path)["hide"]
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_the_review_command_prints_its_loopback_url(tmp_path):
