@@ -39,6 +39,8 @@ rule stage_worker:
         "--settings {params.settings:q} --log {log:q}"
 
 
+# multiface reads the detection store (the export's checks filled it at the same setting) and detects only
+# what it does not hold; clip runs scripts/clip_worker.py in the worker interpreter
 rule run_worker:
     input:
         f"{CURATION}/{{worker}}_queue.json",
@@ -46,16 +48,21 @@ rule run_worker:
         f"{CURATION}/{{worker}}_results.json",
     wildcard_constraints:
         worker="multiface|clip",
+    params:
+        settings=lambda wc: json.dumps(score_settings(config, wc.worker), sort_keys=True),
+        detections=str(LAYOUT.detections),
     log:
         f"{RESULTS}/logs/run_worker/{{worker}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/run_worker/{{worker}}.tsv"
+    threads: lambda wc: workflow.cores if wc.worker == "multiface" else 1
     resources:
         gpu=1,
     conda:
         "../envs/facesets.yaml"
     shell:
-        "facesets run-worker {wildcards.worker} {input:q} {output:q} --log {log:q}"
+        "facesets run-worker {wildcards.worker} {input:q} {output:q} --settings {params.settings:q} "
+        "--detections {params.detections:q} --threads {threads} --log {log:q}"
 
 
 rule plan_occlusion:
@@ -192,10 +199,13 @@ rule verify_fsz:
         corpus=CORPUS,
     log:
         f"{RESULTS}/logs/verify_fsz/verify_fsz.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/verify_fsz.tsv"
+    threads: workflow.cores  # bundles checked at once
     resources:
-        gpu=GPU,  # re-detects every bundled crop (in the worker interpreter where a profile names one)
+        gpu=GPU,  # detects a crop the store does not know (in the worker interpreter where a profile names one)
     conda:
         "../envs/facesets.yaml"
     shell:
         "facesets verify-fsz {params.corpus:q} --json {output:q} --allow-empty --settings {params.settings:q} "
-        "--quiet --detections {params.detections:q} --log {log:q}"
+        "--quiet --detections {params.detections:q} --threads {threads} --log {log:q}"

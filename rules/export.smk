@@ -27,6 +27,7 @@ rule export_crops:
         f"{RESULTS}/logs/export_crops/export_crops.log",
     benchmark:
         f"{RESULTS}/benchmarks/export_crops.tsv"
+    threads: workflow.cores  # photos decoded and crops checked at once; the output is the same for any count
     resources:
         gpu=GPU,
     conda:
@@ -34,7 +35,7 @@ rule export_crops:
     shell:
         "facesets export-crops {input.cache:q} {params.out:q} --manifest {input.manifest:q} --enrich {input.enrich:q} "
         "--raw-manifest {input.raw:q} --settings {params.settings:q} --decisions {params.decisions:q} "
-        "--detections {params.detections:q} --log {log:q}"
+        "--detections {params.detections:q} --threads {threads} --log {log:q}"
 
 
 rule export_bundles:
@@ -67,10 +68,13 @@ rule verify_export:
         out=lambda wc, input: os.path.dirname(input[0]),
     log:
         f"{RESULTS}/logs/verify_export/verify_export.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/verify_export.tsv"
+    threads: workflow.cores  # bundles checked at once
     resources:
-        gpu=GPU,  # re-detects every crop (in the worker interpreter where a profile names one)
+        gpu=GPU,  # detects a crop the store does not know (in the worker interpreter where a profile names one)
     conda:
         "../envs/facesets.yaml"
     shell:
         "facesets verify-fsz {params.out:q} --json {output:q} --allow-empty --settings {params.settings:q} "
-        "--quiet --detections {params.detections:q} --log {log:q}"
+        "--quiet --detections {params.detections:q} --threads {threads} --log {log:q}"

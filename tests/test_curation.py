@@ -69,17 +69,31 @@ def world(tmp_path_factory, engine):
     two = cv2.imread(str(next((export / "faceset_003/faces").glob("*.png"))))
     pair = np.concatenate([cv2.resize(one, (256, 512)), cv2.resize(two, (256, 512))], axis=1)
     cv2.imwrite(str(export / "faceset_004/faces/zz_two_faces.png"), pair)
-    return {"tmp": tmp, "cache": cache_path, "export": export, "key_of": key_of, "copied": a.name, "p01": p01}
+    return {"tmp": tmp, "cache": cache_path, "export": export, "key_of": key_of, "copied": a.name, "p01": p01,
+            "engine": engine}
 
 
-def _multiface_results(world, engine_free=False):
-    tmp = world["tmp"]
-    q, r = tmp / "mq.json", tmp / "mr.json"
+MULTIFACE = {"det_size": 640, "det_thresh": 0.3}
+
+
+def _audit(world, folder, cfg, store, engine_factory=None, path_map=()):
+    """The multi-face audit of the world's export into `folder`: (results file's content, queue)."""
+    from facesets.curation.multiface import audit
+
+    folder.mkdir(parents=True, exist_ok=True)
+    q, r = folder / "mq.json", folder / "mr.json"
+    stage(world["export"], q, MULTIFACE, [])
+    audit(q, r, cfg, store, engine_factory or (lambda: world["engine"]), threads=2)
+    return json.loads(r.read_text()), json.loads(q.read_text())
+
+
+def _multiface_results(world):
+    """Every crop detected afresh, in process (an empty detection store)."""
+    from facesets.export.verdicts import open_store
+
+    r = world["tmp"] / "multiface" / "mr.json"
     if not r.exists():
-        stage(world["export"], q, {"pack": str(PACK), "root": "~/.insightface", "providers": ["CPUExecutionProvider"],
-                                   "det_size": 640, "det_thresh": 0.3}, [])
-        subprocess.run([sys.executable, "scripts/multiface_worker.py", str(q), str(r)], check=True,
-                       cwd=str(__import__("conftest").REPO))
+        _audit(world, r.parent, test_config(), open_store(world["tmp"] / "multiface" / "det.sqlite", str(PACK)))
     return read_results(r)
 
 
@@ -194,9 +208,36 @@ def test_occlusion_decisions_with_injected_scores(world):
     assert len(crops) == 4  # 2 / 4 = 50 % >= 40 %
 
 
+def test_multiface_audit_reads_what_the_checks_stored(world, tmp_path):
+    """The audit's setting (640, 0.3) is one of verify.checks: once a verify has filled the detection store, the
+    audit detects only the crops no bundle holds (the synthesized two-face crop, added to faces/ after the
+    bundles were written), and gives the same answers as detecting every crop afresh."""
+    from facesets.core.recorded import pixels_digest
+    from facesets.core.workitems import read_png
+    from facesets.export.verdicts import StoredEngine, open_store
+    from facesets.export.verify import verify
+
+    store = open_store(tmp_path / "det.sqlite", str(PACK))
+    assert verify([world["export"]], StoredEngine(lambda: world["engine"], store), CHECKS) == []
+    crops = sorted(world["export"].glob("faceset_*/faces/*.png"))
+    unknown = [c.name for c in crops if store.get(pixels_digest(read_png(str(c))), 640, 0.3) is None]
+    assert unknown == ["zz_two_faces.png"]
+
+    res, queue = _audit(world, tmp_path / "a", test_config(), open_store(tmp_path / "det.sqlite", str(PACK)))
+    assert len(queue["items"]) == len(crops)
+    assert res["detections"] == {"detector_runs": 1, "detections_reused": len(crops) - 1}
+    assert res["results"] == _multiface_results(world)
+    again, _ = _audit(world, tmp_path / "b", test_config(), open_store(tmp_path / "det.sqlite", str(PACK)))
+    assert again["python"] is None and again["detections"]["detector_runs"] == 0
+
+
 def test_second_interpreter_and_path_mapping(world, tmp_path):
-    """The GPU-worker mechanism: another interpreter (a separate venv) and a non-identity path map."""
+    """The GPU-worker mechanism: the crops the store does not hold are detected by the face worker under
+    another interpreter (a separate venv without facesets) through a non-identity path map; its detections
+    land in the store, so the next audit runs nothing."""
     import site
+
+    from facesets.export.verdicts import open_store
 
     env_dir = tmp_path / "worker-venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
@@ -204,17 +245,20 @@ def test_second_interpreter_and_path_mapping(world, tmp_path):
     sp = next((env_dir / "lib").glob("python3*/site-packages"))
     (sp / "facesets_parent.pth").write_text("\n".join(site.getsitepackages()) + "\n")  # numpy/insightface only
     mapped = tmp_path / "mnt_e"
-    mapped.symlink_to(world["export"])
-    q, r = tmp_path / "q.json", tmp_path / "r.json"
-    n = stage(world["export"], q, {"pack": str(PACK), "root": "~/.insightface", "providers": ["CPUExecutionProvider"],
-                                   "det_size": 640, "det_thresh": 0.3}, [[str(world["export"]) + "/", str(mapped) + "/"]])
-    queue = json.loads(q.read_text())
-    assert all(it["path"].startswith(str(mapped) + "/") for it in queue["items"]) and n == len(queue["items"])
-    from facesets.curation.workers import run
-    run("multiface", q, r, python=str(py))
-    res = json.loads(r.read_text())
+    mapped.symlink_to(world["tmp"])
+    cfg = test_config(workers={"python": str(py), "path_map": [[str(world["tmp"]) + "/", str(mapped) + "/"]]})
+
+    def no_engine():
+        raise AssertionError("the worker route built an engine in the pipeline's interpreter")
+
+    store = tmp_path / "det.sqlite"
+    res, queue = _audit(world, world["tmp"] / "via-worker", cfg, open_store(store, str(PACK)), no_engine)
     assert res["python"] == str(py) and set(res["results"]) == {it["id"] for it in queue["items"]}
+    assert res["detections"]["detector_runs"] == len(queue["items"])
     assert res["results"] == _multiface_results(world)  # same answers as the pipeline's own interpreter
+    again, _ = _audit(world, tmp_path / "again", cfg, open_store(store, str(PACK)), no_engine)
+    assert again["python"] is None and again["detections"]["detector_runs"] == 0
+    assert again["results"] == res["results"]
 
 
 def test_windows_path_mapping():

@@ -311,3 +311,28 @@ def test_a_crop_does_not_depend_on_the_other_crops_rendered_with_it(tmp_path, en
         m = next(m for m in out["facesets"]["faceset_001"]["members"] if m["key"] == big)
         crops[run] = (tmp_path / run / m["crop"]).read_bytes()
     assert crops["alone"] == crops["together"]
+
+
+def test_threads_change_nothing_but_speed(exported, tmp_path, engine):
+    """export_crops and verify with 1 and with 3 threads: the same crops (byte for byte), the same crops.json,
+    ledger and verdicts -- and the detector, shared by the threads, stays one engine."""
+    cache_path, out, index, _ = exported
+    idents = {n: [m["key"] for m in fs["members"]] + [e["key"] for e in fs["excluded"]]
+              for n, fs in index["facesets"].items()}
+    ex = test_config()["export"]
+    runs = {}
+    for threads in (1, 3):
+        dest = tmp_path / f"t{threads}"
+        made = export_crops(cache_path, idents, dest, ex, CHECKS, lambda: engine, threads=threads)
+        made.pop("created")
+        pngs = {str(p.relative_to(dest)): p.read_bytes() for p in sorted(dest.rglob("*.png"))}
+        ledger = (dest / ".crops_ledger.json").read_bytes()
+        export_bundles(dest, ex["top_n"])
+        runs[threads] = (made, pngs, ledger, verify([dest], engine, CHECKS, threads=threads))
+    assert runs[1][1] and runs[1][0]["facesets"]
+    assert runs[1] == runs[3]
+    bad = tmp_path / "t3" / "bad.fsz"
+    write_fsz(bad, [("a.png", next((tmp_path / "t3").rglob("*.png"))), ("b.png", next((tmp_path / "t3").rglob("*.png")))])
+    with zipfile.ZipFile(bad, "a") as zf:
+        zf.writestr("notes.txt", "x")
+    assert [r["member"] for r in verify([tmp_path / "t3"], engine, CHECKS, threads=3)] == ["notes.txt"]

@@ -229,11 +229,26 @@ def test_profile_routes_workers_to_another_interpreter(built, tmp_path):
     snakemake(wd, cfg)
     assert planned(wd, cfg, "--profile", str(profile)) == []  # switching the worker route reruns nothing
     results = wd / "results/curation/multiface_results.json"
+    store = wd / "results/cache/detections.sqlite"
     snakemake(wd, cfg, "--profile", str(profile), "-R", "stage_worker", "run_worker", "--until", "run_worker")
     data = json.loads(results.read_text())
-    assert data["python"] == str(env_dir / "bin/python")
-    queue = json.loads((wd / "results/curation/multiface_queue.json").read_text())
-    assert queue["items"] and all(it["path"].startswith(str(mapped) + "/") for it in queue["items"])
+    assert data["python"] is None and data["detections"]["detector_runs"] == 0  # all read from the store
+    aside = tmp_path / "store_aside"
+    aside.mkdir()
+    files = list(store.parent.glob(store.name + "*"))  # with its -wal and -shm
+    for f in files:
+        f.rename(aside / f.name)  # a store that holds nothing: the audit hands every crop to the face worker
+    try:
+        snakemake(wd, cfg, "--profile", str(profile), "-R", "run_worker", "--until", "run_worker")
+        again = json.loads(results.read_text())
+        assert again["python"] == str(env_dir / "bin/python")
+        assert again["detections"]["detector_runs"] == len(again["results"]) > 0
+        assert again["results"] == data["results"]
+    finally:
+        for f in store.parent.glob(store.name + "*"):
+            f.unlink()
+        for f in files:
+            (aside / f.name).rename(f)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -382,6 +397,9 @@ def test_reapplying_curation_runs_the_detector_on_no_crop(built):
     res = wd / "results"
     exported = json.loads((res / "export/verify.json").read_text())
     assert exported["detections"]["detector_runs"] == 0 and exported["detections"]["detections_reused"] > 0
+    multiface = json.loads((res / "curation/multiface_results.json").read_text())  # (640, 0.3) is a check setting
+    assert multiface["detections"]["detector_runs"] == 0 and multiface["python"] is None
+    assert multiface["detections"]["detections_reused"] == len(multiface["results"]) > 0
     data = yaml.safe_load(cfg.read_text())
     data.setdefault("curation", {})["neardup"] = {"similarity": 0.9}
     changed = wd / "config_neardup.yaml"

@@ -27,8 +27,8 @@ SCRIPT = REPO / "scripts" / "face_worker.py"
 PHOTO = "deepface/p01/img1.jpg"
 
 # The worker-safe modules (what the worker imports from the source tree) and the facesets modules they may import.
-WORKER_SAFE = ["facesets.core.analysis", "facesets.core.workitems", "facesets.core.engine", "facesets.core.imageio",
-               "facesets.export.crops"]
+WORKER_SAFE = ["facesets.core.analysis", "facesets.core.workitems", "facesets.core.engine", "facesets.core.recorded",
+               "facesets.core.imageio", "facesets.export.crops"]
 SAFE_CLOSURE = WORKER_SAFE + ["facesets", "facesets.core", "facesets.export", "facesets.core.models",
                               "facesets.core.messages", "facesets.core.digests", "facesets.core.errors"]
 ALLOWED = ["numpy", "cv2", "PIL", "onnxruntime", "insightface", "pillow_heif", "worker_io", "facesets"]
@@ -143,7 +143,8 @@ PHOTOS = ["deepface/p01/img1.jpg", "deepface/p01/img2.jpg", "deepface/p01/img4.j
           "deepface/p04/img12.jpg", "deepface/p04/img54.jpg", "deepface/p05/img16.jpg", "deepface/p05/img17.jpg",
           "deepface/p05/img59.jpg", "deepface/_group/couple.jpg"]
 KILL_AFTER, FLUSH = 7, 4
-MODEL_STAGES = ("embed_shard", "enrich", "export_crops", "verify_export", "verify_fsz")
+MODEL_STAGES = ("embed_shard", "enrich", "export_crops")
+STORE_READERS = ("verify_export", "verify_fsz")  # every verdict they need was stored by export_crops' worker
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +201,29 @@ def test_model_stages_ran_in_the_worker_interpreter(runs):
 
 
 @pytest.mark.slow
+def test_the_worker_fills_the_detection_store(runs):
+    """export_crops' worker hands back every detection it ran and they are stored: the verifies and the
+    multi-face audit after it start no worker and run no detector, and the store holds exactly what the
+    in-process run stored, value for value."""
+    import sqlite3
+
+    res = runs["res"]
+    for rule in STORE_READERS:
+        assert "face_worker" not in _log(res, rule), rule
+    for name in ("export/verify.json", "curation/verify.json"):
+        assert json.loads((res / name).read_text())["detections"]["detector_runs"] == 0, name
+    multiface = json.loads((res / "curation/multiface_results.json").read_text())
+    assert multiface["python"] is None and multiface["detections"]["detector_runs"] == 0
+
+    def rows(root: Path) -> dict:
+        with sqlite3.connect(root / "cache/detections.sqlite") as conn:
+            return {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM detections")}
+
+    ref = rows(runs["ref"])
+    assert ref and rows(res) == ref
+
+
+@pytest.mark.slow
 def test_a_killed_worker_resumes_from_its_partial_results(runs):
     assert runs["killed"].returncode != 0
     assert runs["saved"] == KILL_AFTER // FLUSH * FLUSH  # flushed every FLUSH items, the rest lost with the kill
@@ -228,14 +252,11 @@ def _json(path: Path):
 
 
 # By design not byte-equal between two runs: the bundle ledger keys each bundle to its members' size and mtime
-# (the crops are the same bytes, written at another time); the multi-face curation worker's queue holds its paths
-# as its interpreter sees them, and its results name that interpreter.
-# The verifies record how many verdicts they read from the in-process detection store (which the worker path
-# does not use yet): the verdicts themselves must be equal.
+# (the crops are the same bytes, written at another time). The verifies and the multi-face audit record how many
+# detections they ran and read: the verdicts themselves must be equal.
 _no_store_counts = lambda d: {k: v for k, v in d.items() if k != "detections"}  # noqa: E731
 RUN_SPECIFIC = {"export/.bundles_ledger.json": lambda d: sorted(d),
                 "export/verify.json": _no_store_counts, "curation/verify.json": _no_store_counts,
-                "curation/multiface_queue.json": lambda d: [it["id"] for it in d["items"]],
                 "curation/multiface_results.json": lambda d: d["results"]}
 
 

@@ -103,6 +103,29 @@ def settings(args: argparse.Namespace) -> dict:
     return fsconfig.validate(cfg)
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is less than 1")
+    return n
+
+
+def threads_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=_at_least_one, default=usable_cores(), metavar="N",
+                   help="crops worked on at once (default: every usable core; the pipeline passes the rule's "
+                        "threads); the output is the same for any N")
+
+
 def engine_factory(cfg: dict, threads: int = 0, modules=None):
     """A callable that builds the face engine when a stage first needs it (nothing is loaded if no photo is new)."""
     def make():

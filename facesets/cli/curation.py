@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from facesets.cli.common import check_model, command, model_flags, settings, settings_flags
+from facesets.cli.common import check_model, command, engine_factory, model_flags, settings, settings_flags, threads_flag
 from facesets.cli.embed import CACHE_FIX
 from facesets.cli.review import decisions_flag, decisions_of
 from facesets.core import inputs, messages
@@ -22,7 +22,8 @@ def cmd_stage_worker(args) -> int:
 
     cfg = settings(args)
     inputs.existing(args.export, "export folder", EXPORT_FIX)
-    n = stage(args.export, args.out, queue_settings(cfg, args.worker), cfg["workers"]["path_map"])
+    path_map = cfg["workers"]["path_map"] if args.worker == "clip" else []  # the audit maps what it hands over
+    n = stage(args.export, args.out, queue_settings(cfg, args.worker), path_map)
     log.info("staged %d crops for the %s worker in %s", n, args.worker, args.out)
     return 0
 
@@ -32,8 +33,28 @@ def cmd_run_worker(args) -> int:
 
     cfg = settings(args)
     inputs.existing(args.queue, "worker queue", "run `facesets stage-worker` first, or fix the path")
-    run(args.worker, args.queue, args.results, cfg["workers"]["python"], cfg["workers"]["path_map"])
+    if args.worker == "multiface":
+        _multiface(args, cfg)
+    else:
+        run(args.worker, args.queue, args.results, cfg["workers"]["python"], cfg["workers"]["path_map"])
     return 0
+
+
+def _multiface(args, cfg: dict) -> None:
+    """The audit reads the detection store (--detections; without it, a store for this run only)."""
+    import tempfile
+
+    from facesets.curation.multiface import audit
+    from facesets.export.verdicts import open_store
+
+    check_model(cfg)
+    with tempfile.TemporaryDirectory(prefix="facesets-detections-") as tmp:
+        store = open_store(args.detections or Path(tmp) / "detections.sqlite", cfg["model"]["pack"],
+                           cfg["model"]["root"])
+        try:
+            audit(args.queue, args.results, cfg, store, engine_factory(cfg, 1), args.threads)
+        finally:
+            store.close()
 
 
 def cmd_plan(args) -> int:
@@ -160,11 +181,16 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="JSON", help="the queue file to write")
     model_flags(p)
 
-    p = command(sub, "run-worker", cmd_run_worker, "run scripts/<worker>_worker.py with the configured interpreter")
+    p = command(sub, "run-worker", cmd_run_worker,
+                "score a worker queue: clip runs scripts/clip_worker.py with the configured interpreter; multiface "
+                "reads the detection store and detects only the crops it does not hold")
     p.add_argument("worker", choices=["multiface", "clip"], help="which worker to run")
     p.add_argument("queue", metavar="QUEUE", help="the queue written by `facesets stage-worker`")
     p.add_argument("results", metavar="RESULTS", help="the results JSON the worker writes")
-    settings_flags(p)
+    p.add_argument("--detections", metavar="SQLITE", help="(multiface) the detection store shared with the crop "
+                   "checks and verifies (the pipeline's results/cache/detections.sqlite)")
+    threads_flag(p)
+    model_flags(p)
 
     p = command(sub, "plan", cmd_plan, "write one curation pass's plan (reviewable JSON; nothing is moved)")
     p.add_argument("pass_name", metavar="PASS", choices=PASSES, help="the pass: " + ", ".join(PASSES))

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from facesets.cli.common import (check_model, command, engine_factory, model_flags, section_flags, settings,
-                                 settings_flags)
+                                 settings_flags, threads_flag)
 from facesets.cli.embed import CACHE_FIX
 from facesets.cli.review import decisions_flag, decisions_of
 from facesets.core import inputs
@@ -25,16 +25,17 @@ def _crops(args, cfg: dict) -> None:
     hidden = hide(meta, idents, decisions_of(args)["hide"])  # the person's: no bundles, _hidden/ in the corpus
     check_model(cfg)
     worker = route(cfg, "crops", args.out)
-    store = None if worker else _store(args, cfg)  # the worker path does not use the store yet
-    factory = engine_factory(cfg)
+    store = _store(args, cfg)
+    # one onnxruntime thread per session: the parallelism is `threads` crops checked at once, so the verdicts
+    # are the same whatever --threads is
+    factory = engine_factory(cfg, 1)
     if store is not None:  # every crop is looked up by its pixels; the detector runs only on a miss
         from facesets.export.verdicts import StoredEngine
 
         factory = functools.partial(StoredEngine, factory, store)
     export_crops(args.cache, idents, args.out, cfg["export"], cfg["verify"]["checks"], factory,
                  args.enrich, singletons_of(args.raw_manifest), cfg["embed"]["max_image_pixels"],
-                 cfg["embed"]["io_threads"], progress=not args.quiet, meta=meta, extra=hidden,
-                 worker=worker)
+                 args.threads, progress=not args.quiet, meta=meta, extra=hidden, worker=worker, store=store)
     if store is not None:
         log.info("crop checks: %s", store.stats())
 
@@ -55,9 +56,9 @@ def _bundles(out: str, cfg: dict, names: dict[str, str]) -> None:
     export_bundles(out, cfg["export"]["top_n"], names=names)
 
 
-def _verify(paths: list[str], cfg: dict, json_out: str | None, quiet: bool, allow_empty: bool, store=None) -> int:
+def _verify(paths: list[str], cfg: dict, json_out: str | None, quiet: bool, allow_empty: bool, store=None,
+            threads: int = 1) -> int:
     from facesets.core import atomic
-    from facesets.core.engine import FaceEngine
     from facesets.export.verify import table, verify
 
     for p in paths:
@@ -65,17 +66,18 @@ def _verify(paths: list[str], cfg: dict, json_out: str | None, quiet: bool, allo
     check_model(cfg)
     # the worker's work folder beside what this run writes (the pipeline's results tree, mapped for the worker)
     worker = route(cfg, "verify", Path(json_out).parent if json_out else _folder_of(paths[0]))
+    factory = engine_factory(cfg, 1)
     if worker:
-        engine, store = None, None  # the worker path does not use the store yet
+        engine = None
     elif store is not None:  # verdicts made by the export's checks (same pixels) are reused, not re-detected
         from facesets.export.verdicts import StoredEngine
 
-        engine = StoredEngine(lambda: FaceEngine.from_config(cfg), store)
+        engine = StoredEngine(factory, store)
     else:
-        engine = FaceEngine.from_config(cfg)
+        engine = factory()
     rows = verify(paths, engine, cfg["verify"]["checks"],
                   cfg["export"]["out_size"], cfg["verify"]["max_member_bytes"], progress=not quiet,
-                  allow_empty=allow_empty, worker=worker)
+                  allow_empty=allow_empty, worker=worker, store=store, threads=threads)
     print(table(rows))
     if json_out:
         stats = {"detections": store.stats()} if store is not None else {}
@@ -102,12 +104,13 @@ def cmd_export_swap(args) -> int:
     cfg = settings(args)
     _crops(args, cfg)
     _bundles(args.out, cfg, decisions_of(args)["names"])
-    return _verify([args.out], cfg, None, args.quiet, allow_empty=True, store=_store(args, cfg))
+    return _verify([args.out], cfg, None, args.quiet, allow_empty=True, store=_store(args, cfg), threads=args.threads)
 
 
 def cmd_verify(args) -> int:
     cfg = settings(args)
-    return _verify(args.paths, cfg, args.json, args.quiet, args.allow_empty, store=_store(args, cfg))
+    return _verify(args.paths, cfg, args.json, args.quiet, args.allow_empty, store=_store(args, cfg),
+                   threads=args.threads)
 
 
 def _crop_flags(p) -> None:
@@ -117,6 +120,7 @@ def _crop_flags(p) -> None:
     section_flags(p, "export")
     decisions_flag(p)
     _detections_flag(p)
+    threads_flag(p)
     model_flags(p)
 
 
@@ -151,4 +155,5 @@ def register(sub) -> None:
     p.add_argument("--allow-empty", action="store_true", help="no bundle at all is not an error (empty export)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _detections_flag(p)
+    threads_flag(p)
     model_flags(p)

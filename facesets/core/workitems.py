@@ -8,6 +8,10 @@ task calls the same functions as the in-process path, so both give the same answ
 - enrich: a photo -> every face with its landmarks and pose (analysis.landmarks_of)
 - crops:  a staged crop PNG (+ its bystander-masked variant) -> the one-face check's verdict (crops.checked)
 - verify: a bundle member PNG -> the one-face check's verdict (verify_png)
+- detect: a crop PNG -> its detections at each setting of the queue's `checks` (the multi-face audit)
+
+The crop tasks hand back every detection they ran (`detections`, facesets.core.recorded), which the pipeline
+side keeps in its detection store: a crop is detected once per setting whichever interpreter did it.
 """
 from __future__ import annotations
 
@@ -17,9 +21,10 @@ import threading
 import numpy as np
 
 from facesets.core import analysis
+from facesets.core.recorded import Recorder
 from facesets.export import crops
 
-TASKS = ("embed", "enrich", "crops", "verify")
+TASKS = ("embed", "enrich", "crops", "verify", "detect")
 
 
 def encode(a) -> dict | None:
@@ -146,8 +151,9 @@ class CropsTask(Task):
         if crop is None:
             return {"problem": "staged crop unreadable", "masked": False}
         masked = (lambda: read_png(item["masked"])) if item.get("masked") else None
-        problem, was_masked = crops.checked(self.engine, crop, self.s["checks"], np.asarray(item["target"]), masked)
-        return {"problem": problem, "masked": was_masked}
+        rec = Recorder(self.engine)
+        problem, was_masked = crops.checked(rec, crop, self.s["checks"], np.asarray(item["target"]), masked)
+        return {"problem": problem, "masked": was_masked, "detections": rec.records}
 
 
 class VerifyTask(Task):
@@ -157,8 +163,21 @@ class VerifyTask(Task):
                 data = fh.read()
         except OSError as exc:
             return {"problem": f"staged member unreadable: {exc}"}
-        return {"problem": verify_png(self.engine, data, self.s["checks"])}
+        rec = Recorder(self.engine)
+        return {"problem": verify_png(rec, data, self.s["checks"]), "detections": rec.records}
+
+
+class DetectTask(Task):
+    def work(self, item: dict) -> dict:
+        img = read_png(item["path"])
+        if img is None:
+            return {"error": "unreadable"}
+        rec = Recorder(self.engine)
+        for size, thresh in self.s["checks"]:
+            rec.detect(img, det_size=int(size), det_thresh=float(thresh))
+        return {"detections": rec.records}
 
 
 def task_of(name: str, s: dict, engine, queue: dict) -> Task:
-    return {"embed": EmbedTask, "enrich": EnrichTask, "crops": CropsTask, "verify": VerifyTask}[name](s, engine, queue)
+    tasks = {"embed": EmbedTask, "enrich": EnrichTask, "crops": CropsTask, "verify": VerifyTask, "detect": DetectTask}
+    return tasks[name](s, engine, queue)

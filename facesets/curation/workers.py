@@ -1,4 +1,4 @@
-"""Staging work for the stand-alone GPU workers (scripts/*_worker.py) and running them.
+"""Staging work for the curation's model passes and running the stand-alone CLIP worker (scripts/clip_worker.py).
 
 A queue holds every exported crop with its path as the worker's interpreter sees it (config
 workers.path_map, e.g. `/mnt/e/` -> `E:\\` for a Windows venv driven from WSL), plus the settings the
@@ -20,20 +20,23 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
 def stage(export_dir: str | Path, out: str | Path, settings: dict, path_map: list[list[str]]) -> int:
+    """The queue of every exported crop; `export` is the export folder as this side sees it (the multi-face
+    audit reads the crops there and maps only what it hands the face worker: pass path_map=[] for it)."""
     export_dir = Path(export_dir)
     inv = inventory(export_dir)
     items = [{"id": f"{f}/faces/{c.name}", "path": map_path(export_dir / f / "faces" / c.name, path_map)}
              for f, crops in inv.facesets.items() for c in crops]
     if "pack" in settings and os.path.isdir(os.path.expanduser(settings["pack"])):
         settings = dict(settings, pack=map_path(os.path.expanduser(settings["pack"]), path_map))
-    atomic.write_json(out, {"settings": settings, "items": items})
+    atomic.write_json(out, {"settings": settings, "export": os.path.abspath(export_dir), "items": items})
     return len(items)
 
 
 def run(worker: str, queue: str | Path, results: str | Path, python: str | None = None,
         path_map: list[list[str]] = ()) -> None:
-    """Another interpreter gets the script, queue and results paths mapped too (a Windows python.exe cannot
-    open a WSL path)."""
+    """A stand-alone worker script; another interpreter gets the script, queue and results paths mapped too (a
+    Windows python.exe cannot open a WSL path). The multi-face audit is not run here: it reads the detection
+    store (facesets.curation.multiface)."""
     script = SCRIPTS / f"{worker}_worker.py"
     paths = [map_path(x, path_map) if python else str(x) for x in (script, queue, results)]
     subprocess.run([python or sys.executable, *paths], check=True)
@@ -73,7 +76,5 @@ def queue_settings(cfg: dict, worker: str) -> dict:
     """The settings a worker's queue carries: its score settings, plus where its model is and how to run it."""
     if worker == "multiface":
         s = score_settings(cfg, worker)
-        return {"pack": cfg["model"]["pack"], "root": cfg["model"]["root"],
-                "providers": cfg["workers"]["providers"] or cfg["model"]["providers"],
-                "det_size": cfg["model"]["det_size"], "det_thresh": s["curation"]["multiface"]["min_det_score"]}
+        return {"det_size": cfg["model"]["det_size"], "det_thresh": s["curation"]["multiface"]["min_det_score"]}
     return score_settings(cfg, worker)["curation"]["occlusion"]

@@ -16,7 +16,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from facesets import __version__
 from facesets.core import atomic
+from facesets.core.analysis import in_order
 from facesets.embed.cache import FaceCache
 from facesets.export import crop_checks, quality
 from facesets.export.crops import dct_reduction
@@ -111,16 +112,17 @@ def _sig(obj) -> str:
 
 def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_dir: str | Path, params: dict,
                  checks: list[list[float]], engine_factory, enrich_path=None, singletons: list[str] | None = None,
-                 max_pixels: int = 250_000_000, io_threads: int = 3, progress: bool = False,
+                 max_pixels: int = 250_000_000, threads: int = 3, progress: bool = False,
                  meta: dict[str, dict] | None = None, reduced_decode: bool = True, extra: dict | None = None,
-                 worker=None) -> dict:
+                 worker=None, store=None) -> dict:
     """`meta` per identity (optional): bundle_prefix (bundles named after a label instead of the
     faceset), markers ({file name: text} written beside the bundles), thin (writes THIN.txt), hidden (the
     person hid it: no bundles), assigned (face keys the person put there: past the identity gate).
     `extra` is added to crops.json (the decisions applied here).
     `reduced_decode=False` decodes every photo at full size (the reference the reduced decode is
     measured and tested against). `worker` (a facesets.core.worker_route.Route): the one-face checks run in
-    the profile's worker interpreter (facesets.export.crop_checks)."""
+    the profile's worker interpreter (facesets.export.crop_checks), which fill `store` (the detection store).
+    `threads` photos are decoded, cut and checked at once; the output does not depend on it."""
     out_dir = Path(out_dir)
     atomic.sweep_temps(out_dir)  # a killed earlier run's half-written crops or bundles
     p = {k: params[k] for k in CROP_KEYS}
@@ -134,15 +136,15 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
     ledger_path = out_dir / CROPS_LEDGER
     ledger = atomic.read_json(ledger_path) if ledger_path.is_file() else {}
     results, todo = _still_valid(cache, _crop_jobs(cache, plan, candidates, out_dir), ledger, out_dir, p, checks)
-    checker = crop_checks.checker(worker, out_dir, engine_factory if todo else None, p, checks)
+    checker = crop_checks.checker(worker, out_dir, engine_factory if todo else None, p, checks, store)
     renderer = _Renderer(cache, checker, p, checks, max_pixels, reduced_decode)
     bar = tqdm(total=sum(len(n) for _, n in todo), desc="export crops", unit="crop", disable=not progress)
-    with ThreadPoolExecutor(max_workers=io_threads) as pool:
-        for need, src, why in (g for groups in pool.map(renderer.decode, todo) for g in groups):
-            for name, i, png, sig in need:
-                entry = renderer.crop(i, png, sig, src, why)
+    # each thread decodes one photo and cuts and checks its crops; results come back in photo order
+    with closing(in_order(renderer.photo, todo, threads, 2 * max(1, threads))) as done:
+        for made in done:
+            for name, i, png, entry in made:
                 results[(name, i)] = ledger[str(png.relative_to(out_dir))] = entry
-                bar.update(1)
+            bar.update(len(made))
     bar.close()
     checker.finish()  # the worker's verdicts, where the checks ran there
     atomic.write_json(ledger_path, ledger)
@@ -206,7 +208,7 @@ def _still_valid(cache: FaceCache, jobs: dict, ledger: dict, out_dir: Path, p: d
 
 
 class _Renderer:
-    """Decodes photos (in worker threads) and cuts, checks and writes their crops."""
+    """Decodes photos and cuts, checks and writes their crops (in worker threads, a photo each)."""
 
     def __init__(self, cache: FaceCache, checker, p: dict, checks, max_pixels: int, reduced_decode: bool):
         self.cache, self.checker, self.p, self.checks = cache, checker, p, checks
@@ -229,6 +231,11 @@ class _Renderer:
             groups.setdefault(reduce, []).append(item)
         data, why = read_source(self.cache, path, f["sha256"][need[0][1]], self.alias_map.get(path, []))
         return [(items, *decoded(data, why, self.max_pixels, reduce)) for reduce, items in sorted(groups.items())]
+
+    def photo(self, job) -> list[tuple[str, int, Path, dict]]:
+        """Every crop to make from one photo: (faceset, face, png, ledger entry)."""
+        return [(name, i, png, self.crop(i, png, sig, src, why))
+                for need, src, why in self.decode(job) for name, i, png, sig in need]
 
     def crop(self, i: int, png: Path, sig: str, src: Source | None, why: str | None) -> dict:
         """Face i's crop from the decoded photo, written to `png` if it passes the one-face check."""

@@ -17,10 +17,9 @@ import sqlite3
 import threading
 from pathlib import Path
 
-import numpy as np
-
 from facesets.core.digests import sha256_file
 from facesets.core.engine import ENGINE_REVISION, Detections
+from facesets.core.recorded import from_json, pixels_digest, to_json
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS detections (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
@@ -34,17 +33,6 @@ def detector_identity(model_file: str) -> str:
 
 def _key(png_sha: str, det_size: int, det_thresh: float, detector: str) -> str:
     return f"{png_sha}:{int(det_size)}:{float(det_thresh):g}:{detector}"
-
-
-def _encode(det: Detections) -> str:
-    return json.dumps({"b": np.asarray(det.bboxes, np.float64).tolist(), "s": np.asarray(det.scores, np.float64).tolist(),
-                       "k": np.asarray(det.kps, np.float64).tolist()})
-
-
-def _decode(text: str) -> Detections:
-    d = json.loads(text)
-    return Detections(np.asarray(d["b"], np.float32).reshape(-1, 4), np.asarray(d["s"], np.float32),
-                      np.asarray(d["k"], np.float32).reshape(-1, 5, 2))
 
 
 class DetectionStore:
@@ -71,11 +59,30 @@ class DetectionStore:
     def get(self, png_sha: str, det_size: int, det_thresh: float) -> Detections | None:
         row = self._conn().execute("SELECT value FROM detections WHERE key=?",
                                    (_key(png_sha, det_size, det_thresh, self.detector),)).fetchone()
-        return _decode(row[0]) if row else None
+        return from_json(json.loads(row[0])) if row else None
 
     def put(self, png_sha: str, det_size: int, det_thresh: float, det: Detections) -> None:
+        self.put_json(png_sha, det_size, det_thresh, to_json(det))
+
+    def put_json(self, png_sha: str, det_size: int, det_thresh: float, det: dict) -> None:
         self._conn().execute("INSERT OR REPLACE INTO detections (key, value) VALUES (?, ?)",
-                             (_key(png_sha, det_size, det_thresh, self.detector), _encode(det)))
+                             (_key(png_sha, det_size, det_thresh, self.detector), json.dumps(det)))
+
+    def put_recorded(self, records: list[dict]) -> None:
+        """What a worker ran (facesets.core.recorded.Recorder), in one transaction; counted as detector runs."""
+        if not records:
+            return
+        conn = self._conn()
+        with self._count_lock:
+            self.runs += len(records)
+        conn.execute("BEGIN")
+        try:
+            for r in records:
+                self.put_json(r["digest"], r["det_size"], r["det_thresh"], r["det"])
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def detect(self, engine, png_sha: str, image_of, det_size: int, det_thresh: float) -> Detections:
         """The stored detection, or run the detector once (on `image_of()`, decoded only then) and store it."""
@@ -99,14 +106,6 @@ class DetectionStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
             self._local.conn = None
-
-
-def pixels_digest(img: np.ndarray) -> str:
-    """The content key of a crop: its pixels (PNG is lossless, so a crop and the PNG written from it, read back
-    anywhere, have the same key; no encoding needed to compute it)."""
-    h = hashlib.sha256(f"{img.shape}|{img.dtype}|".encode())
-    h.update(np.ascontiguousarray(img).data)
-    return h.hexdigest()
 
 
 class StoredEngine:
@@ -142,6 +141,32 @@ class _OnMiss:
 
     def detect(self, img, det_size: int, det_thresh: float) -> Detections:
         return self.owner.engine.detect(img, det_size=det_size, det_thresh=det_thresh)
+
+
+class Unstored(LookupError):
+    """A detection a store-only engine was asked for and does not hold: the crop goes to whoever runs the model."""
+
+
+def _unstored():
+    raise Unstored
+
+
+def store_only(store: DetectionStore) -> StoredEngine:
+    """An engine that answers from the store alone and raises Unstored on a miss: what the pipeline side uses to
+    settle a crop without the model (the worker is started only for the crops it cannot settle)."""
+    return StoredEngine(_unstored, store)
+
+
+UNSETTLED = object()
+
+
+def settled(fn, *args):
+    """fn(*args) (a verdict computed with a store_only engine), or UNSETTLED when a detection it needs is not
+    stored."""
+    try:
+        return fn(*args)
+    except Unstored:
+        return UNSETTLED
 
 
 def open_store(path: str | Path, pack: str, root: str = "~/.insightface") -> DetectionStore:
