@@ -288,12 +288,15 @@ def test_report_renders_in_a_real_browser(built, tmp_path):
 
 
 def test_threshold_sweep(built):
+    """Keys of refine and curation swept together; every point runs export, curation and apply in its own folder
+    and is scored on its final corpus. The point with the pipeline's own values reproduces the pipeline's
+    evaluation exactly, and detects no crop (the store holds them all)."""
     import csv
 
     wd, cfg, a, _ = built
     data = yaml.safe_load(cfg.read_text())
     data["evaluate"] = {"labels": str(FACES / "labels.csv"), "root": str(a)}
-    data["sweep"] = {"params": {"refine.initial_threshold": [0.5, 0.55], "refine.merge_threshold": [0.3, 0.4]}}
+    data["sweep"] = {"params": {"refine.initial_threshold": [0.5, 0.55], "curation.neardup.similarity": [0.9, 0.95]}}
     sweep_cfg = wd / "config_sweep.yaml"
     sweep_cfg.write_text(yaml.safe_dump(data))
     snakemake(wd, sweep_cfg)
@@ -301,21 +304,46 @@ def test_threshold_sweep(built):
     with open(sweeps / "summary.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4 and sum(r["best"] == "True" for r in rows) == 1
-    assert {"facesets", "bcubed_f", "pairwise_f", "nmi", "quality_removed", "size_median"} <= set(rows[0])
-    assert all(0.0 <= float(r["bcubed_f"]) <= 1.0 for r in rows)
+    header = list(rows[0])
+    assert header[:5] == ["combo", "curation.neardup.similarity", "refine.initial_threshold", "bcubed_precision",
+                          "coverage"]  # precision and coverage side by side
+    assert {"facesets", "bcubed_f", "pairwise_f", "nmi", "coverage_of_gated", "identities_split", "final_pngs",
+            "refine_coverage", "lost"} <= set(header)
+    assert all(0.0 <= float(r["bcubed_f"]) <= 1.0 and float(r["coverage"]) <= float(r["refine_coverage"])
+               for r in rows)
+    assert (sweeps / "precision_coverage.png").stat().st_size > 1000
     assert (sweeps / "plot_refine_initial_threshold.png").stat().st_size > 1000
-    assert (sweeps / "plot_refine_merge_threshold.png").stat().st_size > 1000
+    assert (sweeps / "plot_curation_neardup_similarity.png").stat().st_size > 1000
     assert "sweeps/summary.html" in (wd / "results/report/index.html").read_text()
+    base = sweeps / "curation.neardup.similarity~0.95__refine.initial_threshold~0.55"
+    assert (base / "facesets_swap_ready/manifest.json").is_file() and list((base / "export").rglob("*.fsz"))
+    ours, pipeline = json.loads((base / "metrics.json").read_text()), json.loads((wd / "results/evaluation.json").read_text())
+    for k in ("bcubed_precision", "bcubed_recall", "coverage", "coverage_of_gated", "identities_split"):
+        assert ours[k] == pipeline[k], k
+    assert ours["lost"] == len(pipeline["loss"])
+    audit = json.loads((base / "curation/multiface_results.json").read_text())
+    assert audit["detections"]["detector_runs"] == 0  # the pipeline's crops, found in its detection store
     # one more value: only the two new combinations run
     data["sweep"]["params"]["refine.initial_threshold"].append(0.6)
     sweep_cfg.write_text(yaml.safe_dump(data))
     jobs = planned(wd, sweep_cfg)
-    points = sorted(w for r, w in jobs if r == "sweep_point")
-    assert points == ["combo=refine.initial_threshold~0.6__refine.merge_threshold~0.3",
-                      "combo=refine.initial_threshold~0.6__refine.merge_threshold~0.4"]
+    points = {w for r, w in jobs if r == "sweep_point"}
+    assert points == {"combo=curation.neardup.similarity~0.9__refine.initial_threshold~0.6",
+                      "combo=curation.neardup.similarity~0.95__refine.initial_threshold~0.6"}
     counts = rules_of(jobs)
     for rule in ("embed_shard", "merge_cache", "refine", "cluster", "export_crops"):
         assert counts[rule] == 0, (rule, counts)
+
+
+def test_sweeping_a_setting_that_is_not_a_number_is_one_line(built):
+    wd, cfg, *_ = built
+    data = yaml.safe_load(cfg.read_text())
+    data["sweep"] = {"params": {"curation.occlusion.model": [1, 2]}}
+    bad = wd / "config_bad_sweep.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    out = snakemake(wd, bad, "-n", check=False)
+    assert out.returncode != 0
+    assert "sweep.params key 'curation.occlusion.model' is not a numeric setting" in out.stdout + out.stderr
 
 
 def test_cluster_generic_profile_runs_shards_as_jobs(built, tmp_path):

@@ -74,18 +74,9 @@ def cmd_plan(args) -> int:
         inputs.existing(args.cache, "face cache", CACHE_FIX)
     inv = inventory(args.export)
     prior = P.prior_state(inv, read_plans(args.prior))
-    if name == "occlusion":
-        skipped = _occlusion_skip(args, cur["occlusion"]["enabled"])
-        plan = P.plan_occlusion(inv, read_results(args.results), cur["occlusion"], skipped=skipped)
-    elif name == "consolidate":
-        plan = P.plan_consolidate(inv, prior, FaceCache.load(args.cache), cur["consolidate"],
-                                  cur["bytedup"]["family_regex"])
-    elif name == "bytedup":
-        plan = P.plan_bytedup(inv, prior, Path(args.export), cur["bytedup"])
-    elif name == "neardup":
-        plan = P.plan_neardup(inv, prior, FaceCache.load(args.cache), cur["neardup"])
-    else:
-        plan = P.plan_multiface(inv, prior, read_results(args.results) or {}, cur["multiface"])
+    skipped = _occlusion_skip(args, cur["occlusion"]["enabled"]) if name == "occlusion" else None
+    cache = FaceCache.load(args.cache) if name in ("consolidate", "neardup") else None
+    plan = P.make(name, inv, prior, args.export, cache, cur, read_results(args.results), skipped)
     plan = steer(plan, inv, prior, decisions_of(args))  # the person's keep / same / different
     atomic.write_json(args.out, plan)
     log.info("plan %s: %s", plan["pass"], plan["stats"] or "no changes")

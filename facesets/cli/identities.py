@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from facesets.cli.common import (check_model, command, engine_factory, model_flags, section_flags, settings,
-                                 settings_flags)
+                                 settings_flags, threads_flag)
 from facesets.cli.embed import CACHE_FIX
 from facesets.cli.review import anchors_of, decisions_flag, decisions_of
 from facesets.core import config as fsconfig
@@ -141,10 +141,21 @@ def cmd_eras(args) -> int:
 
 
 def cmd_sweep_point(args) -> int:
+    """The combination's run shares the pipeline's detection store (--detections; without it, one of its own)."""
+    from facesets.export.verdicts import open_store
     from facesets.identities.sweep import point
 
     cfg = settings(args)
-    print(json.dumps(point(args.cache, args.out, args.combo, cfg, cfg["evaluate"]["labels"], cfg["evaluate"]["root"])))
+    inputs.existing(args.cache, "face cache", CACHE_FIX)
+    check_model(cfg)
+    store = open_store(args.detections or Path(args.out) / "detections.sqlite", cfg["model"]["pack"],
+                       cfg["model"]["root"])
+    try:
+        metrics = point(args.cache, args.out, args.combo, cfg, store, engine_factory(cfg, 1), enrich=args.enrich,
+                        raw_manifest=args.raw_manifest, clip_results=args.clip_results, threads=args.threads)
+    finally:
+        store.close()
+    print(json.dumps(metrics))
     return 0
 
 
@@ -218,11 +229,19 @@ def register(sub) -> None:
     p.add_argument("--year-cache", metavar="JSON", help="EXIF year cache (default: exif_years.json beside the cache)")
     settings_flags(p)
 
-    p = command(sub, "sweep-point", cmd_sweep_point, "(pipeline) one threshold combination: refine + metrics.json")
+    p = command(sub, "sweep-point", cmd_sweep_point, "(pipeline) one threshold combination: cluster/refine, export, "
+                "curation plans and apply in OUT, and the final corpus's metrics.json")
     _cache(p)
-    p.add_argument("out", metavar="OUT", help="this combination's output folder")
+    p.add_argument("out", metavar="OUT", help="this combination's output folder (laid out like a results folder)")
     p.add_argument("--combo", required=True, metavar="COMBO", help="the combination's name (sweep wildcards)")
-    settings_flags(p)
+    p.add_argument("--enrich", metavar="NPZ", help="enrich.npz with pose (default: estimate pose from keypoints)")
+    p.add_argument("--raw-manifest", metavar="JSON", help="raw cluster manifest (its singletons feed --candidates)")
+    p.add_argument("--clip-results", metavar="JSON", help="the pipeline's clip_results.json (CLIP scores reused by "
+                   "crop name)")
+    p.add_argument("--detections", metavar="SQLITE", help="the pipeline's detection store (results/cache/"
+                   "detections.sqlite)")
+    threads_flag(p)
+    model_flags(p)
 
     p = command(sub, "sweep-summary", cmd_sweep_summary, "(pipeline) summary.csv, plots and summary.html of a sweep")
     p.add_argument("out", metavar="OUT", help="the sweep folder")

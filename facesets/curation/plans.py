@@ -191,5 +191,20 @@ def plan_multiface(inv: Inventory, prior: Desired, results: dict, params: dict) 
     return _plan("multiface", {k: params[k] for k in ("min_det_score", "min_face_short")}, changes)
 
 
+def make(name: str, inv: Inventory, prior: Desired, export_dir: str | Path, cache: FaceCache | None, cur: dict,
+         results: dict | None = None, skipped: str | None = None) -> dict:
+    """One pass's plan (the `curation` config section `cur`; `results`: the worker's scores for occlusion and
+    multiface; `skipped`: why occlusion has none)."""
+    if name == "occlusion":
+        return plan_occlusion(inv, results, cur["occlusion"], skipped=skipped)
+    if name == "consolidate":
+        return plan_consolidate(inv, prior, cache, cur["consolidate"], cur["bytedup"]["family_regex"])
+    if name == "bytedup":
+        return plan_bytedup(inv, prior, Path(export_dir), cur["bytedup"])
+    if name == "neardup":
+        return plan_neardup(inv, prior, cache, cur["neardup"])
+    return plan_multiface(inv, prior, results or {}, cur["multiface"])
+
+
 def prior_state(inv: Inventory, plans: list[dict]) -> Desired:
     return desired(inv, plans)
