@@ -101,11 +101,16 @@ def main() -> int:
     verify = json.loads((work / "results" / "curation" / "verify.json").read_text())
     fig["verify_ok"] = verify["ok"]
     fig["verify_violations"] = len(verify["violations"])
-    print(f"\nverify-fsz on the corpus: {'pass' if verify['ok'] else 'FAIL'} ({len(verify['violations'])} violations)")
+    odd = verify.get("inconsistent", [])
+    fig["verify_inconsistent"] = [f"{r['bundle']}: {r['member']} ({r['cosine']})" for r in odd]
+    print(f"\nverify-fsz on the corpus: {'pass' if verify['ok'] else 'FAIL'} ({len(verify['violations'])} violations); "
+          f"consistency check (floor {verify.get('consistency', {}).get('floor')}): {len(odd)} member(s) flagged")
+    for r in odd:
+        print(f"  {r['bundle']}: {r['member']} cosine {r['cosine']}")
     f = fig["stages"]["final"]
     checks = {"precision >= 0.995": f["bcubed_precision"] >= 0.995, "coverage of gated >= 0.95": f["coverage_of_gated"] >= 0.95,
               "splits <= 1": f["identities_split"] <= 1, "every loss accounted": "unaccounted" not in final["loss_summary"],
-              "bundles verify": verify["ok"]}
+              "bundles verify": verify["ok"], "every bundle consistent": not odd}
     fig["targets"] = checks
     print("targets: " + ", ".join(f"{k}: {'met' if v else 'NOT MET'}" for k, v in checks.items()))
     if args.json:

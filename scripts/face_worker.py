@@ -8,8 +8,8 @@ The pipeline runs it with the interpreter a profile names (config workers.python
 onnxruntime-directml driven from WSL); the queue's paths are already mapped for that interpreter
 (workers.path_map). It needs numpy, opencv-python, pillow, onnxruntime (or onnxruntime-directml /
 onnxruntime-gpu) and insightface, and no facesets install: the face code (facesets/core/analysis.py,
-engine.py, imageio.py, workitems.py, facesets/export/crops.py) is imported from the source tree this script
-lives in, found from the script's own path, so both sides run the very same code.
+engine.py, imageio.py, workitems.py, recorded.py, facesets/export/crops.py, consistency.py) is imported from
+the source tree this script lives in, found from the script's own path, so both sides run the very same code.
 
 Each item is worked on once; one that fails is recorded with the reason and the run goes on. Finished items
 are appended to RESULTS.json.partial at least every 50 items, and a re-run with the same queue resumes from

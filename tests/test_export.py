@@ -336,3 +336,46 @@ def test_threads_change_nothing_but_speed(exported, tmp_path, engine):
     with zipfile.ZipFile(bad, "a") as zf:
         zf.writestr("notes.txt", "x")
     assert [r["member"] for r in verify([tmp_path / "t3"], engine, CHECKS, threads=3)] == ["notes.txt"]
+
+
+def test_consistency_check_catches_a_planted_stranger(exported, tmp_path, engine):
+    """Four crops of one person and one of another in a 5-crop bundle: the stranger is the one member flagged;
+    the same four with a fifth of their own pass. Every bundle of the shared photos passes too."""
+    from facesets.export.verdicts import StoredEngine, open_store
+    from conftest import PACK
+
+    _, out, index, _ = exported
+    store = open_store(tmp_path / "det.sqlite", str(PACK))
+    stored = StoredEngine(lambda: engine, store)
+    assert verify([out], stored, CHECKS, floor=0.35) == []  # every shared bundle, consistency included
+    big = sorted((fs for fs in index["facesets"].values() if len(fs["members"]) >= 5), key=lambda fs: -len(fs["members"]))
+    person, other = big[0]["members"], big[1]["members"]
+    planted = tmp_path / "planted.fsz"
+    write_fsz(planted, [(f"{i}.png", out / m["crop"]) for i, m in enumerate(person[:4])] + [("4.png", out / other[0]["crop"])])
+    rows = verify([planted], stored, CHECKS, floor=0.35)
+    assert [(r["member"], r["kind"]) for r in rows] == [("4.png", "consistency")], rows
+    assert "inconsistent: cosine" in rows[0]["problem"] and rows[0]["cosine"] < 0.35
+    clean = tmp_path / "clean.fsz"
+    write_fsz(clean, [(f"{i}.png", out / m["crop"]) for i, m in enumerate(person[:5])])
+    assert verify([clean], stored, CHECKS, floor=0.35) == []
+    assert verify([planted], stored, CHECKS) == []  # floor None: no consistency check
+
+
+def test_verify_cli_reports_inconsistency_by_mode(exported, tmp_path):
+    """verify.consistency warn: listed in the JSON, exit 0; fail: exit 1; off: not checked."""
+    from conftest import PACK
+
+    from facesets.cli import main
+
+    _, out, index, _ = exported
+    big = sorted((fs for fs in index["facesets"].values() if len(fs["members"]) >= 4), key=lambda fs: -len(fs["members"]))
+    planted = tmp_path / "planted.fsz"
+    write_fsz(planted, [(f"{i}.png", out / m["crop"]) for i, m in enumerate(big[0]["members"][:4])]
+              + [("4.png", out / big[1]["members"][0]["crop"])])
+    results = {}
+    for mode in ("warn", "fail", "off"):
+        js = tmp_path / f"{mode}.json"
+        rc = main(["verify-fsz", str(planted), "--model-pack", str(PACK), "--quiet", "--json", str(js),
+                   "--settings", json.dumps({"verify": {"consistency": mode}})])
+        results[mode] = (rc, [r["member"] for r in json.loads(js.read_text())["inconsistent"]])
+    assert results == {"warn": (0, ["4.png"]), "fail": (1, ["4.png"]), "off": (0, [])}

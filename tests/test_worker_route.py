@@ -28,7 +28,7 @@ PHOTO = "deepface/p01/img1.jpg"
 
 # The worker-safe modules (what the worker imports from the source tree) and the facesets modules they may import.
 WORKER_SAFE = ["facesets.core.analysis", "facesets.core.workitems", "facesets.core.engine", "facesets.core.recorded",
-               "facesets.core.imageio", "facesets.export.crops"]
+               "facesets.core.imageio", "facesets.export.crops", "facesets.export.consistency"]
 SAFE_CLOSURE = WORKER_SAFE + ["facesets", "facesets.core", "facesets.export", "facesets.core.models",
                               "facesets.core.messages", "facesets.core.digests", "facesets.core.errors"]
 ALLOWED = ["numpy", "cv2", "PIL", "onnxruntime", "insightface", "pillow_heif", "worker_io", "facesets"]
@@ -144,7 +144,9 @@ PHOTOS = ["deepface/p01/img1.jpg", "deepface/p01/img2.jpg", "deepface/p01/img4.j
           "deepface/p05/img59.jpg", "deepface/_group/couple.jpg"]
 KILL_AFTER, FLUSH = 7, 4
 MODEL_STAGES = ("embed_shard", "enrich", "export_crops")
-STORE_READERS = ("verify_export", "verify_fsz")  # every verdict they need was stored by export_crops' worker
+# every verdict they need was stored by export_crops' worker; verify_export has the worker embed the crops
+# (bundle consistency) from their stored keypoints, verify_fsz finds those embeddings stored too
+STORE_READERS = ("verify_export", "verify_fsz")
 
 
 @pytest.fixture(scope="module")
@@ -208,19 +210,21 @@ def test_the_worker_fills_the_detection_store(runs):
     import sqlite3
 
     res = runs["res"]
-    for rule in STORE_READERS:
-        assert "face_worker" not in _log(res, rule), rule
+    assert "face_worker" not in _log(res, "verify_fsz")
     for name in ("export/verify.json", "curation/verify.json"):
         assert json.loads((res / name).read_text())["detections"]["detector_runs"] == 0, name
     multiface = json.loads((res / "curation/multiface_results.json").read_text())
     assert multiface["python"] is None and multiface["detections"]["detector_runs"] == 0
 
-    def rows(root: Path) -> dict:
+    def rows(root: Path, table: str) -> dict:
         with sqlite3.connect(root / "cache/detections.sqlite") as conn:
-            return {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM detections")}
+            return {k: json.loads(v) for k, v in conn.execute(f"SELECT key, value FROM {table}")}
 
-    ref = rows(runs["ref"])
-    assert ref and rows(res) == ref
+    ref = rows(runs["ref"], "detections")
+    assert ref and rows(res, "detections") == ref
+    ref_emb, res_emb = rows(runs["ref"], "embeddings"), rows(res, "embeddings")
+    assert ref_emb and ref_emb.keys() == res_emb.keys()  # the bundle consistency check's, one per crop
+    assert all(np.allclose(ref_emb[k], res_emb[k], atol=1e-4) for k in ref_emb)
 
 
 @pytest.mark.slow

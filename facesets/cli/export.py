@@ -58,31 +58,43 @@ def _bundles(out: str, cfg: dict, names: dict[str, str]) -> None:
 
 def _verify(paths: list[str], cfg: dict, json_out: str | None, quiet: bool, allow_empty: bool, store=None,
             threads: int = 1) -> int:
+    """Exit status 1 on a contract violation, and on an inconsistent member when verify.consistency is fail.
+    Without --detections the run keeps its detections in a store of its own (each crop detected once per
+    setting, the consistency check's included)."""
+    import tempfile
+
     from facesets.core import atomic
+    from facesets.export.verdicts import StoredEngine, open_store
     from facesets.export.verify import table, verify
 
     for p in paths:
         inputs.existing(p, "bundle or folder", "fix the path (a .fsz file or a folder of them)")
     check_model(cfg)
+    v = cfg["verify"]
+    floor = None if v["consistency"] == "off" else v["consistency_floor"]
     # the worker's work folder beside what this run writes (the pipeline's results tree, mapped for the worker)
     worker = route(cfg, "verify", Path(json_out).parent if json_out else _folder_of(paths[0]))
-    factory = engine_factory(cfg, 1)
-    if worker:
-        engine = None
-    elif store is not None:  # verdicts made by the export's checks (same pixels) are reused, not re-detected
-        from facesets.export.verdicts import StoredEngine
-
-        engine = StoredEngine(factory, store)
-    else:
-        engine = factory()
-    rows = verify(paths, engine, cfg["verify"]["checks"],
-                  cfg["export"]["out_size"], cfg["verify"]["max_member_bytes"], progress=not quiet,
-                  allow_empty=allow_empty, worker=worker, store=store, threads=threads)
+    with tempfile.TemporaryDirectory(prefix="facesets-verify-") as tmp:
+        own = store is None
+        store = open_store(Path(tmp) / "detections.sqlite", cfg["model"]["pack"], cfg["model"]["root"]) if own else store
+        try:
+            engine = None if worker else StoredEngine(engine_factory(cfg, 1), store)
+            rows = verify(paths, engine, v["checks"], cfg["export"]["out_size"], v["max_member_bytes"],
+                          progress=not quiet, allow_empty=allow_empty, worker=worker, store=store, threads=threads,
+                          floor=floor)
+        finally:
+            if own:
+                store.close()
     print(table(rows))
+    broken = [r for r in rows if r["kind"] == "contract"]
+    inconsistent = [r for r in rows if r["kind"] == "consistency"]
+    failed = bool(broken) or (bool(inconsistent) and v["consistency"] == "fail")
     if json_out:
-        stats = {"detections": store.stats()} if store is not None else {}
-        atomic.write_json(json_out, {"ok": not rows, "violations": rows, **stats})
-    return 1 if rows else 0
+        stats = {"detections": store.stats()} if not own else {}
+        atomic.write_json(json_out, {"ok": not failed, "violations": broken, "inconsistent": inconsistent,
+                                     "consistency": {"mode": v["consistency"], "floor": v["consistency_floor"]},
+                                     **stats})
+    return 1 if failed else 0
 
 
 def _folder_of(path: str) -> Path:

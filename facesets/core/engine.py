@@ -165,6 +165,14 @@ class FaceEngine:
         feats = self.rec.get_feat(self.aligned(bgr, kps))
         return np.asarray(feats, dtype=np.float32).reshape(len(kps), -1)
 
+    def roop_embedding(self, bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
+        """The raw embedding of one face the way roop-unleashed computes it when it loads a faceset: insightface's
+        own norm_crop alignment from the 5 keypoints, then the recognizer (roop averages these raw vectors)."""
+        from insightface.utils import face_align
+
+        aimg = face_align.norm_crop(bgr, landmark=np.asarray(kps, np.float32), image_size=self.rec.input_size[0])
+        return np.asarray(self.rec.get_feat(aimg), dtype=np.float32).reshape(-1)
+
     @property
     def embedding_dim(self) -> int:
         shape = self.rec.output_shape

@@ -42,12 +42,18 @@ class Recorder:
         self._engine = engine
         self._lock = threading.Lock()
         self.records: list[dict] = []
+        self._seen: dict[tuple, Detections] = {}
 
     def detect(self, img: np.ndarray, det_size: int = 640, det_thresh: float = 0.5) -> Detections:
-        det = self._engine.detect(img, det_size=int(det_size), det_thresh=float(det_thresh))
+        """A crop asked for twice at one setting (the one-face check, then roop's embedding) is detected once."""
+        key = (pixels_digest(img), int(det_size), float(det_thresh))
         with self._lock:
-            self.records.append({"digest": pixels_digest(img), "det_size": int(det_size),
-                                 "det_thresh": float(det_thresh), "det": to_json(det)})
+            if key in self._seen:
+                return self._seen[key]
+        det = self._engine.detect(img, det_size=key[1], det_thresh=key[2])
+        with self._lock:
+            self._seen[key] = det
+            self.records.append({"digest": key[0], "det_size": key[1], "det_thresh": key[2], "det": to_json(det)})
         return det
 
     def __getattr__(self, name):

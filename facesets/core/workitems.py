@@ -7,7 +7,7 @@ task calls the same functions as the in-process path, so both give the same answ
 - embed:  a photo (mapped path) -> sha256, skip reason, image info, face rows (analysis.read_photo/analyze)
 - enrich: a photo -> every face with its landmarks and pose (analysis.landmarks_of)
 - crops:  a staged crop PNG (+ its bystander-masked variant) -> the one-face check's verdict (crops.checked)
-- verify: a bundle member PNG -> the one-face check's verdict (verify_png)
+- verify: a bundle member PNG -> the one-face check's verdict, and its roop-style embedding (verify_image)
 - detect: a crop PNG -> its detections at each setting of the queue's `checks` (the multi-face audit)
 
 The crop tasks hand back every detection they ran (`detections`, facesets.core.recorded), which the pipeline
@@ -21,7 +21,7 @@ import threading
 import numpy as np
 
 from facesets.core import analysis
-from facesets.core.recorded import Recorder
+from facesets.core.recorded import Recorder, pixels_digest
 from facesets.export import crops
 
 TASKS = ("embed", "enrich", "crops", "verify", "detect")
@@ -52,12 +52,18 @@ def read_png(path: str):
     return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
 
 
-def verify_png(engine, data: bytes, checks) -> str | None:
-    """verify-fsz's model part for one member PNG: None, or why it fails the one-face contract."""
-    import cv2
+def verify_image(engine, img, checks, embed: bool = False) -> dict:
+    """verify-fsz's model part for one decoded member: why it fails the one-face contract (None: it passes),
+    every detection run, and with `embed` its roop-style embedding (bundle consistency) and pixel digest."""
+    from facesets.export.consistency import roop_embedding
 
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return "undecodable PNG" if img is None else crops.one_face_problem(engine, img, checks)
+    rec = Recorder(engine)
+    out = {"problem": crops.one_face_problem(rec, img, checks)}
+    if embed and out["problem"] is None:
+        out["embedding"] = encode(roop_embedding(rec, img))
+        out["digest"] = pixels_digest(img)
+    out["detections"] = rec.records
+    return out
 
 
 class TakingTurns:
@@ -163,8 +169,15 @@ class VerifyTask(Task):
                 data = fh.read()
         except OSError as exc:
             return {"problem": f"staged member unreadable: {exc}"}
-        rec = Recorder(self.engine)
-        return {"problem": verify_png(rec, data, self.s["checks"]), "detections": rec.records}
+        import cv2
+
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            return {"problem": "undecodable PNG"}
+        if item.get("kps"):  # its one-face check is settled: only roop's embedding of the face is wanted
+            emb = self.engine.roop_embedding(img, np.asarray(item["kps"], np.float32))
+            return {"problem": None, "embedding": encode(emb), "digest": pixels_digest(img), "detections": []}
+        return verify_image(self.engine, img, self.s["checks"], bool(self.s.get("embed")))
 
 
 class DetectTask(Task):

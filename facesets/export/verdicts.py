@@ -17,11 +17,15 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from facesets.core.digests import sha256_file
 from facesets.core.engine import ENGINE_REVISION, Detections
 from facesets.core.recorded import from_json, pixels_digest, to_json
 
-SCHEMA = "CREATE TABLE IF NOT EXISTS detections (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+SCHEMA = ("CREATE TABLE IF NOT EXISTS detections (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+          # the raw recognizer embedding of a crop's one face as roop computes it (the bundle consistency check)
+          "CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
 @functools.lru_cache(maxsize=8)
@@ -38,15 +42,16 @@ def _key(png_sha: str, det_size: int, det_thresh: float, detector: str) -> str:
 class DetectionStore:
     """Thread-safe; one connection per thread. `runs` and `reused` count this process's lookups."""
 
-    def __init__(self, path: str | Path, detector: str):
-        self.path, self.detector = Path(path), detector
+    def __init__(self, path: str | Path, detector: str, recognizer: str | None = None):
+        self.path, self.detector, self.recognizer = Path(path), detector, recognizer
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._count_lock = threading.Lock()
         self.runs = self.reused = 0
         with self._conn() as c:
             c.execute("PRAGMA journal_mode=WAL")
-            c.execute(SCHEMA)
+            for table in SCHEMA:
+                c.execute(table)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -67,6 +72,15 @@ class DetectionStore:
     def put_json(self, png_sha: str, det_size: int, det_thresh: float, det: dict) -> None:
         self._conn().execute("INSERT OR REPLACE INTO detections (key, value) VALUES (?, ?)",
                              (_key(png_sha, det_size, det_thresh, self.detector), json.dumps(det)))
+
+    def get_embedding(self, png_sha: str) -> np.ndarray | None:
+        row = self._conn().execute("SELECT value FROM embeddings WHERE key=?",
+                                   (f"{png_sha}:{self.recognizer}",)).fetchone()
+        return np.asarray(json.loads(row[0]), np.float32) if row else None
+
+    def put_embedding(self, png_sha: str, emb: np.ndarray) -> None:
+        self._conn().execute("INSERT OR REPLACE INTO embeddings (key, value) VALUES (?, ?)",
+                             (f"{png_sha}:{self.recognizer}", json.dumps(np.asarray(emb, np.float64).tolist())))
 
     def put_recorded(self, records: list[dict]) -> None:
         """What a worker ran (facesets.core.recorded.Recorder), in one transaction; counted as detector runs."""
@@ -170,8 +184,11 @@ def settled(fn, *args):
 
 
 def open_store(path: str | Path, pack: str, root: str = "~/.insightface") -> DetectionStore:
-    """The results folder's detection store for the configured pack's detector."""
+    """The results folder's detection store for the configured pack's detector (and recognizer, for the bundle
+    consistency check's embeddings)."""
     from facesets.core import models
 
-    detector = models.check(pack, root).tasks["detection"].path
-    return DetectionStore(path, detector_identity(str(detector)))
+    tasks = models.check(pack, root).tasks
+    rec = tasks.get("recognition")
+    return DetectionStore(path, detector_identity(str(tasks["detection"].path)),
+                          detector_identity(str(rec.path)) if rec is not None else None)

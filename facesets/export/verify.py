@@ -1,7 +1,9 @@
 """verify-fsz: check bundles against roop-unleashed's contract (docs: roop-fsz-contract).
 
 Flat zip; only lower-case .png members at the top level; non-empty; 8-bit 3-channel (no alpha)
-`size` x `size`; exactly one face when re-detected at every configured (det_size, threshold).
+`size` x `size`; exactly one face when re-detected at every configured (det_size, threshold). Then, with
+`consistency` on, every bundle's members against each other (facesets.export.consistency): rows of kind
+"consistency" name a member far from the rest.
 """
 from __future__ import annotations
 
@@ -15,9 +17,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+import cv2
+import numpy as np
+
 from facesets.core import atomic
 from facesets.core.analysis import in_order
-from facesets.core.workitems import verify_png
+from facesets.core.recorded import pixels_digest
+from facesets.core.workitems import decode
+from facesets.export import consistency
+from facesets.export.crops import one_face_problem
 from facesets.export.fsz import PNG_SIG, iter_members, max_png_bytes, open_bundle
 from facesets.export.verdicts import UNSETTLED, settled, store_only
 
@@ -75,78 +83,133 @@ class _Once:
         return fut.result()
 
 
-class LocalMembers:
-    """The one-face check of each member in this process, as it is read (from several threads)."""
+def _image(data: bytes):
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
-    def __init__(self, engine, checks):
-        self.engine, self.checks, self.once = engine, checks, _Once()
+
+class LocalMembers:
+    """The one-face check of each member in this process, as it is read (from several threads), and with `embed`
+    its roop-style embedding for the consistency check (both kept in `store`)."""
+
+    def __init__(self, engine, checks, store=None, embed: bool = False):
+        self.engine, self.checks, self.store, self.embed, self.once = engine, checks, store, embed, _Once()
+
+    def _verdict(self, data: bytes) -> tuple[str | None, np.ndarray | None]:
+        img = _image(data)
+        if img is None:
+            return "undecodable PNG", None
+        problem = one_face_problem(self.engine, img, self.checks)
+        emb = consistency.roop_embedding(self.engine, img, self.store) if self.embed and problem is None else None
+        return problem, emb
 
     def check(self, row: dict, data: bytes) -> None:
-        row["problem"] = self.once.get(data, lambda sha: verify_png(self.engine, data, self.checks))
+        row["problem"], row["_emb"] = self.once.get(data, lambda sha: self._verdict(data))
 
     def finish(self) -> None:
         pass
 
 
 class WorkerMembers:
-    """The one-face checks in the profile's worker interpreter. A member whose detections are all in the
-    detection store is settled here; each other distinct member (by content) is written once to the stage's
-    work folder, the worker runs the same verify_png on it, its detections are stored, and the rows are filled
-    in from its verdicts."""
+    """The one-face checks in the profile's worker interpreter. A member whose detections (and, with `embed`,
+    embedding) are all in the detection store is settled here; each other distinct member (by content) is
+    written once to the stage's work folder, the worker runs the same checks on it, what it ran is stored, and
+    the rows are filled in from its verdicts."""
 
-    def __init__(self, worker, checks, store=None):
-        self.worker, self.checks, self.store = worker, checks, store
+    def __init__(self, worker, checks, store=None, embed: bool = False):
+        self.worker, self.checks, self.store, self.embed = worker, checks, store, embed
         self.known = store_only(store) if store is not None else None
         self.staged = worker.work_dir / "staged"
         self.rows: dict[str, list[dict]] = {}
+        self.kps: dict[str, list | None] = {}
         self.once, self._lock = _Once(), threading.Lock()
 
     def _settle(self, sha: str, data: bytes):
+        """(problem, embedding) from the store; else the member is staged for the worker (UNSETTLED), with the
+        face's stored keypoints at roop's setting when only its embedding is missing (no detection then)."""
+        img = _image(data)
+        if img is None:
+            return "undecodable PNG", None
+        kps = None
         if self.known is not None:
-            problem = settled(verify_png, self.known, data, self.checks)
+            problem = settled(one_face_problem, self.known, img, self.checks)
+            if problem is not UNSETTLED and (problem is not None or not self.embed):
+                return problem, None
             if problem is not UNSETTLED:
-                return problem
+                digest = pixels_digest(img)
+                emb = self.store.get_embedding(digest)
+                if emb is not None:
+                    return None, emb
+                det = self.store.get(digest, *consistency.ROOP_SETTING)
+                if det is not None and len(det) != 1:
+                    return None, None  # no single face where roop looks: nothing to compare
+                kps = det.kps[0].tolist() if det is not None else None
         atomic.write_bytes(self.staged / f"{sha}.png", data)
+        self.kps[sha] = kps
         return UNSETTLED
 
     def check(self, row: dict, data: bytes) -> None:
-        problem = self.once.get(data, lambda sha: (sha, self._settle(sha, data)))
-        if problem[1] is not UNSETTLED:
-            row["problem"] = problem[1]
+        sha, verdict = self.once.get(data, lambda sha: (sha, self._settle(sha, data)))
+        if verdict is not UNSETTLED:
+            row["problem"], row["_emb"] = verdict
             return
         with self._lock:
-            self.rows.setdefault(problem[0], []).append(row)
+            self.rows.setdefault(sha, []).append(row)
 
     def finish(self) -> None:
         if not self.rows:
             return
-        items = [{"id": sha, "path": self.worker.map(self.staged / f"{sha}.png")} for sha in sorted(self.rows)]
-        results = self.worker.run(items, self.worker.settings(("detection",), checks=self.checks), clean=False)
+        items = [{"id": sha, "path": self.worker.map(self.staged / f"{sha}.png"),
+                  **({"kps": self.kps[sha]} if self.kps.get(sha) else {})} for sha in sorted(self.rows)]
+        settings = self.worker.settings(("detection", "recognition") if self.embed else ("detection",),
+                                        checks=self.checks, embed=self.embed)
+        results = self.worker.run(items, settings, clean=False)
         if self.store is not None:
             self.store.put_recorded([d for r in results.values() for d in r.get("detections", [])])
         for sha, rows in self.rows.items():
+            r = results[sha]
+            emb = decode(r.get("embedding"))
+            if emb is not None and self.store is not None and self.store.recognizer:
+                self.store.put_embedding(r["digest"], emb)
             for row in rows:
-                row["problem"] = results[sha].get("problem") or results[sha].get("error")
+                row["problem"], row["_emb"] = r.get("problem") or r.get("error"), emb
         self.worker.clean()
 
 
 def verify(paths: list[str | Path], engine, checks: list[list[float]], size: int = 512,
            max_member_bytes: int = 64 << 20, progress: bool = False, allow_empty: bool = False,
-           worker=None, store=None, threads: int = 1) -> list[dict]:
-    """One row per violation: bundle, member ('' for the whole file), problem. `worker` (a
-    facesets.core.worker_route.Route): the one-face checks run in the profile's worker interpreter, which fill
-    `store` (the detection store). `threads` bundles are read and checked at once; the rows do not depend on it."""
-    members = WorkerMembers(worker, checks, store) if worker is not None else LocalMembers(engine, checks)
-    rows = []
+           worker=None, store=None, threads: int = 1, floor: float | None = None) -> list[dict]:
+    """One row per violation: bundle, member ('' for the whole file), problem, kind ("contract", or
+    "consistency" for a member whose roop embedding is under `floor` against the rest of its bundle; None: no
+    consistency check). `worker` (a facesets.core.worker_route.Route): the checks run in the profile's worker
+    interpreter, which fill `store` (the detection store). `threads` bundles are read and checked at once; the
+    rows do not depend on it."""
+    embed = floor is not None
+    members = (WorkerMembers(worker, checks, store, embed) if worker is not None
+               else LocalMembers(engine, checks, store, embed))
+    per_bundle: list[list[dict]] = []
     bundles = find_bundles(paths)
     if not bundles and not allow_empty:
-        rows.append({"bundle": " ".join(map(str, paths)), "member": "", "problem": "no .fsz bundle found"})
+        per_bundle.append([{"bundle": " ".join(map(str, paths)), "member": "", "problem": "no .fsz bundle found"}])
     limit = min(max_member_bytes, max_png_bytes(size))
     with closing(in_order(lambda b: _bundle_rows(b, size, limit, members), bundles, threads, 2 * max(1, threads))) as done:
         for bundle_rows in tqdm(done, total=len(bundles), desc="verify-fsz", unit="fsz", disable=not progress):
-            rows += bundle_rows
+            per_bundle.append(bundle_rows)
     members.finish()
-    return [r for r in rows if r["problem"]]
+    rows = []
+    for bundle_rows in per_bundle:
+        rows += [dict(r, kind="contract") for r in bundle_rows if r["problem"]]
+        if embed:
+            rows += _inconsistent(bundle_rows, floor)
+    for r in rows:
+        r.pop("_emb", None)
+    return rows
+
+
+def _inconsistent(bundle_rows: list[dict], floor: float) -> list[dict]:
+    ok = [r for r in bundle_rows if not r["problem"] and r.get("_emb") is not None]
+    flags = consistency.flagged([r["member"] for r in ok], [r["_emb"] for r in ok], floor)
+    return [{"bundle": ok[0]["bundle"], "member": m, "problem": consistency.problem(c, len(ok) - 1, floor),
+             "kind": "consistency", "cosine": round(c, 4)} for m, c in flags]
 
 
 def _bundle_rows(bundle: Path, size: int, limit: int, members) -> list[dict]:

@@ -119,9 +119,13 @@ def verify(layout: Layout) -> list[dict]:
         v = read(path)
         if v is None:
             continue
-        result = Cell("pass", cls="ok") if v["ok"] else Cell(f"{len(v['violations'])} violation(s)", cls="bad")
+        odd = v.get("inconsistent", [])  # members far from the rest of their bundle (verify.consistency)
+        if not v["ok"]:
+            result = Cell(f"{len(v['violations'])} violation(s), {len(odd)} inconsistent member(s)", cls="bad")
+        else:
+            result = Cell(f"pass; {len(odd)} inconsistent member(s)", cls="bad") if odd else Cell("pass", cls="ok")
         rows.append({"bundles": label, "result": result})
-        rows += [{"bundles": x["bundle"], "result": f"{x['member']}: {x['problem']}"} for x in v["violations"]]
+        rows += [{"bundles": x["bundle"], "result": f"{x['member']}: {x['problem']}"} for x in v["violations"] + odd]
     return rows
 
 
