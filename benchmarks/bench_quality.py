@@ -7,6 +7,8 @@ faceset went), the bundle consistency check and the wall time.
     python benchmarks/bench_quality.py                      # ../shared/data/celebs16 (480 photos, 16 people)
     python benchmarks/bench_quality.py --data ../shared/data/faces
     python benchmarks/bench_quality.py --quick              # 8 photos per identity of celebs16
+    python benchmarks/bench_quality.py --sweep refine.merge_threshold=0.4,0.5 --sweep export.min_face_short=90,100
+        # then a sweep from the same cache, every combination scored on its final corpus (precision, coverage)
 
 Targets (celebs16, shared pack, seed defaults except refine.min_faces): BCubed precision >= 0.995 over the
 faces in final facesets; coverage >= 0.95 of the labeled faces that pass the seed's quality gates; splits
@@ -62,6 +64,9 @@ def main() -> int:
     ap.add_argument("--cores", default="2")
     ap.add_argument("--workdir", help="keep the run here (default: a temp folder, removed)")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
+                    help="after the default target, sweep this setting (repeatable) and print each combination's "
+                         "final-corpus precision and coverage")
     args = ap.parse_args()
     from facesets.identities.evaluate import evaluate_stage
 
@@ -74,13 +79,8 @@ def main() -> int:
            "model": {"pack": args.pack}, "refine": {"min_faces": args.min_faces},
            "evaluate": {"labels": str(labels), "root": str(src)}}
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "-d", str(work),
-                          "--configfile", str(work / "config.yaml"), "--cores", args.cores],
-                         capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if out.returncode != 0:
-        print(out.stdout[-3000:], out.stderr[-3000:])
+    wall = _snakemake(work, args.cores)
+    if wall is None:
         return 1
     fig = {"data": args.data, "photos": sum(1 for _ in src.rglob("*.jpg")), "wall_s": round(wall, 1), "stages": {}}
     print(f"default target on {fig['photos']} labeled photos ({args.data}): {wall:.0f} s wall\n")
@@ -113,11 +113,46 @@ def main() -> int:
               "bundles verify": verify["ok"], "every bundle consistent": not odd}
     fig["targets"] = checks
     print("targets: " + ", ".join(f"{k}: {'met' if v else 'NOT MET'}" for k, v in checks.items()))
+    if args.sweep:
+        fig["sweep"] = _sweep(work, cfg, args.sweep, args.cores)
     if args.json:
         Path(args.json).write_text(json.dumps(fig, indent=1))
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _snakemake(work: Path, cores: str) -> float | None:
+    """The default target's wall time (None and the tail of the output when it fails)."""
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "-d", str(work),
+                          "--configfile", str(work / "config.yaml"), "--cores", cores],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        print(out.stdout[-3000:], out.stderr[-3000:])
+        return None
+    return time.perf_counter() - t0
+
+
+def _sweep(work: Path, cfg: dict, specs: list[str], cores: str) -> list[dict] | None:
+    params = {}
+    for spec in specs:
+        key, _, values = spec.partition("=")
+        params[key] = [float(v) for v in values.split(",")]
+    (work / "config.yaml").write_text(yaml.safe_dump(dict(cfg, sweep={"params": params})))
+    wall = _snakemake(work, cores)
+    if wall is None:
+        return None
+    with open(work / "results" / "sweeps" / "summary.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    cols = ["bcubed_precision", "coverage", "coverage_of_gated", "identities_split", "final_pngs", "lost"]
+    print(f"\nsweep of {', '.join(params)}: {len(rows)} combinations in {wall:.0f} s, each scored on its final corpus "
+          f"(results/sweeps/summary.html, precision_coverage.png)")
+    print(f"  {'combination':<64} " + " ".join(f"{c[:12]:>12}" for c in cols))
+    for r in rows:
+        print(f"  {r['combo']:<64} " + " ".join(f"{r.get(c, ''):>12}"[:12].rjust(12) for c in cols)
+              + ("  <- best" if r["best"] == "True" else ""))
+    return rows
 
 
 if __name__ == "__main__":
