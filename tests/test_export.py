@@ -341,8 +341,9 @@ def test_threads_change_nothing_but_speed(exported, tmp_path, engine):
 def test_consistency_check_catches_a_planted_stranger(exported, tmp_path, engine):
     """Four crops of one person and one of another in a 5-crop bundle: the stranger is the one member flagged;
     the same four with a fifth of their own pass. Every bundle of the shared photos passes too."""
-    from facesets.export.verdicts import StoredEngine, open_store
     from conftest import PACK
+
+    from facesets.export.verdicts import StoredEngine, open_store
 
     _, out, index, _ = exported
     store = open_store(tmp_path / "det.sqlite", str(PACK))

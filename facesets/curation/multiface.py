@@ -14,8 +14,8 @@ from pathlib import Path
 
 from facesets.core import atomic
 from facesets.core.analysis import in_order
-from facesets.core.workitems import read_png
 from facesets.core.worker_route import route
+from facesets.core.workitems import read_png
 from facesets.export.verdicts import UNSETTLED, StoredEngine, settled, store_only
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,9 @@ from concurrent.futures import Future
 from contextlib import closing
 from pathlib import Path
 
-from tqdm import tqdm
-
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from facesets.core import atomic
 from facesets.core.analysis import in_order
