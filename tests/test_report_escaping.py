@@ -69,7 +69,9 @@ def _curation(lay: Layout) -> None:
     _json(lay.corpus_manifest, {"provenance": [{"run": IMG, "time": SCRIPT, "before": counts, "after": counts}],
                                 "masked": [{"name": FS2, "reason": SCRIPT}], "merged": [], "thin": []})
     _json(lay.applied, {"run": SCRIPT, "counts": {"active_facesets": IMG, "active_pngs": QUOTE}})
-    _json(lay.verify_corpus, {"ok": True, "violations": []})
+    _json(lay.verify_corpus, {"ok": True, "violations": [],  # a member the consistency check flagged: listed too
+                              "inconsistent": [{"bundle": SCRIPT, "member": IMG, "problem": QUOTE, "kind": "consistency",
+                                                "cosine": 0.1}]})
     change = {"faceset": FS1, "crop": CROP2, "reason": SCRIPT, "evidence": {IMG: SCRIPT}}
     _json(lay.plans / "occlusion.json", {"changes": [dict(change, action="quarantine")]})
     _json(lay.plans / "consolidate.json",
@@ -145,7 +147,8 @@ def test_every_hostile_value_is_shown_as_text(hostile_report):
     plain = _shown(index)
     for value in (f"run {SCRIPT}: {IMG} active facesets, {QUOTE} crops", f"{IMG} before", SCRIPT,
                   f"{FS1}_top1.fsz, {SCRIPT}_all.fsz", "violation(s)", f"{SCRIPT}: {QUOTE}", f".{QUOTE}",
-                  "../sweeps/summary.html", "eras.html", "not scanned: add the extension"):
+                  "../sweeps/summary.html", "eras.html", "not scanned: add the extension",
+                  "pass; 1 inconsistent member(s)", f"{IMG}: {QUOTE}"):
         assert value in plain, value
     # the sheet links are percent-encoded relative names, never markup or a scheme
     assert 'href="%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E.html"' in index
