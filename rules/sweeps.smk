@@ -15,6 +15,7 @@ rule sweep_point:
         raw=RAW_MANIFEST,
         model=MODEL,
         clip=[f"{CURATION}/clip_results.json"] if OCCLUSION_ON else [],
+        export=ancient(CROPS_INDEX),  # its crops are linked in; wait for it, never re-run because of it
     output:
         f"{SWEEPS}/{{combo}}/metrics.json",
     wildcard_constraints:
@@ -25,6 +26,7 @@ rule sweep_point:
                              ("model", ["pack", "det_size", "det_thresh"]), ("embed", ["max_image_pixels"])),
         detections=str(LAYOUT.detections),  # shared with the pipeline: a crop any run checked is not detected again
         clip=lambda wc, input: f"--clip-results {shlex.quote(input.clip[0])}" if input.clip else "",
+        export=lambda wc, input: os.path.dirname(input.export),
         out=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{RESULTS}/logs/sweep_point/{{combo}}.log",
@@ -35,8 +37,8 @@ rule sweep_point:
         "../envs/facesets.yaml"
     shell:
         "facesets sweep-point {input.cache:q} {params.out:q} --combo {wildcards.combo:q} --enrich {input.enrich:q} "
-        "--raw-manifest {input.raw:q} {params.clip} --detections {params.detections:q} --threads {threads} "
-        "--settings {params.settings:q} --log {log:q}"
+        "--raw-manifest {input.raw:q} {params.clip} --detections {params.detections:q} --reuse-export {params.export:q} "
+        "--threads {threads} --settings {params.settings:q} --log {log:q}"
 
 
 rule sweep_summary:

@@ -323,6 +323,9 @@ def test_threshold_sweep(built):
     assert ours["lost"] == len(pipeline["loss"])
     audit = json.loads((base / "curation/multiface_results.json").read_text())
     assert audit["detections"]["detector_runs"] == 0  # the pipeline's crops, found in its detection store
+    ours_crops = list((base / "export").glob("faceset_*/faces/*.png"))
+    theirs = {c.name: c for c in (wd / "results/export").glob("faceset_*/faces/*.png")}
+    assert ours_crops and all(c.stat().st_ino == theirs[c.name].stat().st_ino for c in ours_crops)  # linked, not cut
     # one more value: only the two new combinations run
     data["sweep"]["params"]["refine.initial_threshold"].append(0.6)
     sweep_cfg.write_text(yaml.safe_dump(data))

@@ -152,7 +152,8 @@ def cmd_sweep_point(args) -> int:
                        cfg["model"]["root"])
     try:
         metrics = point(args.cache, args.out, args.combo, cfg, store, engine_factory(cfg, 1), enrich=args.enrich,
-                        raw_manifest=args.raw_manifest, clip_results=args.clip_results, threads=args.threads)
+                        raw_manifest=args.raw_manifest, clip_results=args.clip_results, threads=args.threads,
+                        reuse_export=args.reuse_export)
     finally:
         store.close()
     print(json.dumps(metrics))
@@ -240,6 +241,8 @@ def register(sub) -> None:
                    "crop name)")
     p.add_argument("--detections", metavar="SQLITE", help="the pipeline's detection store (results/cache/"
                    "detections.sqlite)")
+    p.add_argument("--reuse-export", metavar="DIR", help="the pipeline's export folder: its crops of the same faces "
+                   "are hard-linked in instead of cut again")
     threads_flag(p)
     model_flags(p)
 

@@ -3,7 +3,8 @@
 A sweep point (facesets.identities.sweep) runs it in its own folder laid out like a results folder
 (facesets.core.layout), so the evaluation that scores the pipeline's final corpus scores the point's too.
 It shares the pipeline's detection store, so a crop whose pixels any run checked is not detected again (a
-point that changes no crop setting detects nothing), and it reuses the pipeline's CLIP scores by crop file
+point that changes no crop setting detects nothing), hard-links the pipeline's crops of the same faces rather
+than cutting them again, and it reuses the pipeline's CLIP scores by crop file
 name (a crop's name is its face's key; the scores hold while the crop framing is the pipeline's). The
 person's decisions are not applied here: a sweep measures thresholds.
 """
@@ -30,13 +31,15 @@ FRAMING = ("pad_ratio", "out_size")  # export keys that change a crop's pixels f
 
 
 def run(lay: Layout, cache_path: str | Path, cfg: dict, store, engine_factory, *, enrich: str | Path | None,
-        raw_manifest: str | Path | None, clip: tuple[str | Path | None, dict] = (None, {}), threads: int = 1) -> dict:
+        raw_manifest: str | Path | None, clip: tuple[str | Path | None, dict] = (None, {}), threads: int = 1,
+        reuse: str | Path | None = None) -> dict:
     """Export, plan and apply from `lay`'s refine manifest; returns apply's stats. `clip`: the pipeline's
-    clip_results.json and the export settings its crops were made with."""
+    clip_results.json and the export settings its crops were made with; `reuse`: the pipeline's export folder,
+    whose crops of the same faces with the same signature are hard-linked in instead of rendered again."""
     idents, meta = identities_of([str(lay.refine_manifest)])
     export_crops(cache_path, idents, lay.export, cfg["export"], cfg["verify"]["checks"],
                  functools.partial(StoredEngine, engine_factory, store), enrich, singletons_of(raw_manifest),
-                 cfg["embed"]["max_image_pixels"], threads, meta=meta, store=store)
+                 cfg["embed"]["max_image_pixels"], threads, meta=meta, store=store, reuse=Path(reuse) if reuse else None)
     export_bundles(lay.export, cfg["export"]["top_n"])
     plans = _plans(lay, FaceCache.load(cache_path), cfg, store, engine_factory, clip, threads)
     used = {"curation": cfg["curation"], "export": {"top_n": cfg["export"]["top_n"]}}

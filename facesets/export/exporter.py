@@ -16,6 +16,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import os
 from contextlib import closing
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
                  checks: list[list[float]], engine_factory, enrich_path=None, singletons: list[str] | None = None,
                  max_pixels: int = 250_000_000, threads: int = 3, progress: bool = False,
                  meta: dict[str, dict] | None = None, reduced_decode: bool = True, extra: dict | None = None,
-                 worker=None, store=None) -> dict:
+                 worker=None, store=None, reuse: Path | None = None) -> dict:
     """`meta` per identity (optional): bundle_prefix (bundles named after a label instead of the
     faceset), markers ({file name: text} written beside the bundles), thin (writes THIN.txt), hidden (the
     person hid it: no bundles), assigned (face keys the person put there: past the identity gate).
@@ -122,7 +123,9 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
     `reduced_decode=False` decodes every photo at full size (the reference the reduced decode is
     measured and tested against). `worker` (a facesets.core.worker_route.Route): the one-face checks run in
     the profile's worker interpreter (facesets.export.crop_checks), which fill `store` (the detection store).
-    `threads` photos are decoded, cut and checked at once; the output does not depend on it."""
+    `threads` photos are decoded, cut and checked at once; the output does not depend on it. `reuse` (another
+    export folder, e.g. the pipeline's for a sweep point): a crop it made with the same signature is hard-linked
+    in with its verdict instead of being rendered again."""
     out_dir = Path(out_dir)
     atomic.sweep_temps(out_dir)  # a killed earlier run's half-written crops or bundles
     p = {k: params[k] for k in CROP_KEYS}
@@ -135,7 +138,7 @@ def export_crops(cache_path: str | Path, identities: dict[str, list[str]], out_d
 
     ledger_path = out_dir / CROPS_LEDGER
     ledger = atomic.read_json(ledger_path) if ledger_path.is_file() else {}
-    results, todo = _still_valid(cache, _crop_jobs(cache, plan, candidates, out_dir), ledger, out_dir, p, checks)
+    results, todo = _still_valid(cache, _crop_jobs(cache, plan, candidates, out_dir), ledger, out_dir, p, checks, reuse)
     checker = crop_checks.checker(worker, out_dir, engine_factory if todo else None, p, checks, store)
     renderer = _Renderer(cache, checker, p, checks, max_pixels, reduced_decode)
     bar = tqdm(total=sum(len(n) for _, n in todo), desc="export crops", unit="crop", disable=not progress)
@@ -187,24 +190,54 @@ def _crop_jobs(cache: FaceCache, plan: dict, candidates: dict, out_dir: Path) ->
     return jobs
 
 
-def _still_valid(cache: FaceCache, jobs: dict, ledger: dict, out_dir: Path, p: dict, checks) -> tuple[dict, list]:
-    """The ledger's results for crops whose inputs did not change, and per photo the crops to render."""
+def _still_valid(cache: FaceCache, jobs: dict, ledger: dict, out_dir: Path, p: dict, checks,
+                 reuse: Path | None = None) -> tuple[dict, list]:
+    """The ledger's results for crops whose inputs did not change (or, from the `reuse` export, the same crop of
+    the same face, hard-linked in), and per photo the crops to render."""
     keys, bbox = cache.face_keys(), cache.faces["bbox"]
     crop_params = {k: p[k] for k in ("pad_ratio", "out_size")}
+    other = _reusable(reuse)
     results: dict[tuple[str, int], dict] = {}
     todo = []
     for path, items in jobs.items():
         need = []
         for name, i, png in items:
             sig = _sig([crop_params, checks, keys[i], bbox[i].tolist()])
-            old = ledger.get(str(png.relative_to(out_dir)))
+            rel = str(png.relative_to(out_dir))
+            old = ledger.get(rel)
             if old and old["sig"] == sig and (old["problem"] or png.is_file()):
                 results[(name, i)] = old
+            elif png.name in other and other[png.name][0]["sig"] == sig and _linked(*other[png.name], png):
+                results[(name, i)] = ledger[rel] = dict(other[png.name][0])
             else:
                 need.append((name, i, png, sig))
         if need:
             todo.append((path, need))
     return results, todo
+
+
+def _reusable(export: Path | None) -> dict[str, tuple[dict, Path]]:
+    """Another export's crops by file name (a crop is named by its face): (ledger entry, PNG)."""
+    ledger_path = Path(export) / CROPS_LEDGER if export else None
+    if ledger_path is None or not ledger_path.is_file():
+        return {}
+    return {Path(rel).name: (entry, Path(export) / rel) for rel, entry in atomic.read_json(ledger_path).items()}
+
+
+def _linked(entry: dict, src: Path, png: Path) -> bool:
+    """The other export's verdict holds here: a crop that failed its check needs no file; one that passed is
+    hard-linked into place (False when it cannot be: it is rendered instead)."""
+    if entry["problem"]:
+        return True
+    try:
+        png.parent.mkdir(parents=True, exist_ok=True)
+        tmp = png.with_name(f".{png.name}.link.tmp")  # swept by atomic.sweep_temps if a kill leaves it
+        tmp.unlink(missing_ok=True)
+        os.link(src, tmp)
+        os.replace(tmp, png)
+    except OSError:
+        return False
+    return True
 
 
 class _Renderer:

@@ -72,7 +72,7 @@ def with_values(config: dict, values: dict[str, float]) -> dict:
 
 def point(cache_path: str | Path, out_dir: str | Path, combo: str, cfg: dict, store, engine_factory, *,
           enrich: str | Path | None = None, raw_manifest: str | Path | None = None,
-          clip_results: str | Path | None = None, threads: int = 1) -> dict:
+          clip_results: str | Path | None = None, threads: int = 1, reuse_export: str | Path | None = None) -> dict:
     """The combination's whole post-embed run in out_dir (a results-folder layout) and its metrics.json: the
     final corpus's scores against `evaluate.labels` (precision, coverage, splits, merges, losses by stage)
     and the refine stage's coverage beside them."""
@@ -95,7 +95,7 @@ def point(cache_path: str | Path, out_dir: str | Path, combo: str, cfg: dict, st
                    size_median=float(np.median(sizes)) if sizes else 0, quality_removed=st["quality_removed_total"],
                    outliers_removed=st["outliers_removed_total"], too_small_faces=st["too_small_faces_total"])
     applied = downstream.run(lay, cache_path, run_cfg, store, engine_factory, enrich=enrich, raw_manifest=raw_manifest,
-                             clip=(clip_results, cfg["export"]), threads=threads)
+                             clip=(clip_results, cfg["export"]), threads=threads, reuse=reuse_export)
     metrics.update(final_facesets=applied["counts"]["active_facesets"], final_pngs=applied["counts"]["active_pngs"])
     labels = cfg["evaluate"]["labels"]
     if labels:
