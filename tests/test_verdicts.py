@@ -117,3 +117,26 @@ def test_stored_engine_builds_the_engine_only_on_a_miss(tmp_path):
     assert DetectionStore(tmp_path / "d.sqlite", "packA").get("x", 640, 0.5) is None
     StoredEngine(factory, later.store).detect(other, det_size=640, det_thresh=0.5)
     assert len(eng.calls) == 4
+
+
+def test_embeddings_are_kept_per_recognizer_and_recorded_detections_fill_the_store(tmp_path):
+    """The consistency check's embeddings: bit-exact back, never reused across recognizers; a worker's recorded
+    detections (facesets.core.recorded.Recorder) land under the key the pipeline side computes, and a crop
+    asked for twice at one setting is detected once."""
+    from facesets.core.recorded import Recorder, pixels_digest
+    from facesets.export.verdicts import StoredEngine
+
+    emb = np.array([0.1, -2.5, 3.0e-8], np.float32)
+    a = DetectionStore(tmp_path / "d.sqlite", "det", "recA")
+    a.put_embedding("sha1", emb)
+    assert np.array_equal(a.get_embedding("sha1"), emb) and a.get_embedding("sha2") is None
+    assert DetectionStore(tmp_path / "d.sqlite", "det", "recB").get_embedding("sha1") is None
+    eng, img = CountingEngine(), np.full((8, 8, 3), 9, np.uint8)
+    rec = Recorder(eng)
+    for _ in range(2):
+        rec.detect(img, det_size=640, det_thresh=0.5)
+    assert len(eng.calls) == 1 and len(rec.records) == 1 and rec.records[0]["digest"] == pixels_digest(img)
+    a.put_recorded(rec.records)
+    assert a.stats()["detector_runs"] == 1
+    StoredEngine(lambda: eng, a).detect(img, det_size=640, det_thresh=0.5)  # found: the engine is not asked again
+    assert len(eng.calls) == 1
