@@ -442,3 +442,7 @@ def test_reapplying_curation_runs_the_detector_on_no_crop(built):
     corpus = json.loads((res / "curation/verify.json").read_text())
     assert corpus["ok"] and corpus["detections"]["detector_runs"] == 0, corpus["detections"]
     snakemake(wd, cfg)  # back to the module's settings for the tests after this one
+    out = subprocess.run([sys.executable, "-m", "facesets", "audit", str(res), "--config", str(cfg)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "audit: 0 problem(s)" in out.stdout, out.stdout + out.stderr
+    assert "'detector_runs': 0" in out.stdout, out.stdout  # the audit's re-detection: every verdict stored

@@ -146,8 +146,11 @@ def _audit_paths(args) -> None:
 
 
 def cmd_audit(args) -> int:
-    from facesets.core.engine import FaceEngine
+    """With a results folder, the bundles' re-detection reads and fills its detection store: verdicts the
+    pipeline made are not made again."""
+    from facesets.core.layout import Layout
     from facesets.curation.audit import audit
+    from facesets.export.verdicts import StoredEngine, open_store
 
     cfg = settings(args)
     if args.results:
@@ -155,11 +158,18 @@ def cmd_audit(args) -> int:
     engine = None
     if args.corpus and not args.no_verify:
         check_model(cfg)
-        engine = FaceEngine.from_config(cfg)
+        factory = engine_factory(cfg, 1)
+        if args.results and Layout(args.results).detections.is_file():
+            store = open_store(Layout(args.results).detections, cfg["model"]["pack"], cfg["model"]["root"])
+            engine = StoredEngine(factory, store)  # the model loads only for a crop the store does not know
+        else:
+            engine = factory()
     problems = audit(args.cache, args.refine, args.raw, args.export, args.corpus, engine, cfg["verify"]["checks"],
-                     cfg["export"]["out_size"])
+                     cfg["export"]["out_size"], args.threads)
     for p in problems:
         print(p)
+    if isinstance(engine, StoredEngine):
+        print(f"audit: bundle re-detection {engine.store.stats()}")
     print(f"audit: {len(problems)} problem(s)")
     return 1 if problems else 0
 
@@ -213,4 +223,5 @@ def register(sub) -> None:
     p.add_argument("--export", metavar="DIR", help="export folder (default: beside the corpus)")
     p.add_argument("--corpus", metavar="DIR", help="curated corpus (facesets_swap_ready)")
     p.add_argument("--no-verify", action="store_true", help="skip re-detecting every bundle's crops")
+    threads_flag(p)
     model_flags(p)

@@ -86,7 +86,7 @@ def journal_reversible(corpus: Path) -> list[str]:
 
 
 def audit(cache_path=None, refine_path=None, raw_path=None, export_dir=None, corpus=None, engine=None,
-          checks=None, size: int = 512) -> list[str]:
+          checks=None, size: int = 512, threads: int = 1) -> list[str]:
     problems: list[str] = []
     if cache_path:
         cache = FaceCache.load(cache_path)
@@ -104,5 +104,5 @@ def audit(cache_path=None, refine_path=None, raw_path=None, export_dir=None, cor
             from facesets.export.verify import verify
 
             problems += [f"bundle {r['bundle']} {r['member']}: {r['problem']}"
-                         for r in verify([corpus], engine, checks, size, allow_empty=True)]
+                         for r in verify([corpus], engine, checks, size, allow_empty=True, threads=threads)]
     return problems
