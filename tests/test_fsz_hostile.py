@@ -242,3 +242,27 @@ def test_valid_bundle_still_passes(tmp_path, engine):
         for info in src.infolist():
             dst.writestr(info.filename, src.read(info))
     assert verify([deflated], engine, CHECKS) == []
+
+
+def test_a_damaged_corpus_bundle_is_rewritten_not_a_crash(tmp_path):
+    """apply compares a corpus bundle's member CRCs to decide whether to re-zip it: a bundle damaged or edited
+    by hand (bad central directory, truncated, not a zip) reads as "nothing to compare", so it is written anew."""
+    from facesets.curation.crc_ledger import bundle_digest
+
+    good = tmp_path / "good.fsz"
+    with zipfile.ZipFile(good, "w") as zf:
+        zf.writestr("a.png", b"x" * 100)
+    data = good.read_bytes()
+    assert bundle_digest(good) == [("a.png", zlib.crc32(b"x" * 100))]
+    eocd = data.rindex(b"PK\x05\x06")
+    assert len(data) == 208  # the offsets below are for this layout
+    damaged = {
+        "truncated": data[: len(data) // 2],
+        "not_a_zip": b"hello, not a zip at all",
+        "cd_size_huge": data[:eocd + 12] + struct.pack("<I", 2 ** 31) + data[eocd + 16:],
+        "cd_flags_unsupported": data[:141] + b"\xff" + data[142:],  # zipfile raises NotImplementedError here
+    }
+    for name, blob in damaged.items():
+        bad = tmp_path / f"{name}.fsz"
+        bad.write_bytes(blob)
+        assert bundle_digest(bad) is None, name

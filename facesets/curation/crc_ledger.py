@@ -73,10 +73,12 @@ class CrcLedger:
 
 
 def bundle_digest(path: Path) -> list[tuple[str, int]] | None:
+    """A corpus bundle's (member, CRC) list; None when there is none to compare, or it cannot be read (damaged
+    or edited by hand: zipfile raises more than BadZipFile on a bad central directory), so it is written anew."""
     if not path.is_file():
         return None
     try:
         with zipfile.ZipFile(path) as zf:
             return [(i.filename, i.CRC) for i in zf.infolist()]
-    except zipfile.BadZipFile:
+    except Exception:  # noqa: BLE001 -- BadZipFile, NotImplementedError, ValueError, EOFError, OSError...: rewrite it
         return None
