@@ -6,7 +6,8 @@
 Needs only torch and open_clip (the `clip` extra, envs/clip.yaml). The model and pretrained tag come
 from the queue's settings (config curation.occlusion); pretrained null gives random weights, which only
 tests use. For each crop, softmax over every prompt (CLIP's logit scale) and sum per domain: the
-result has one probability per domain (mask, sunglasses, neutral, ...). Resumable like the multi-face worker.
+result has one probability per domain (mask, sunglasses, neutral, ...). Resumable: finished crops are flushed
+to RESULTS.json.partial and skipped on restart.
 """
 import os
 import sys

@@ -56,8 +56,9 @@ def skipped_reason(path: str | Path | None) -> str | None:
     return atomic.read_json(path).get("skipped")
 
 
-# The multi-face worker detects down to this score (or the configured one, if lower) so that the plan can
-# apply any `curation.multiface.min_det_score` at or above it to the stored scores without re-running it.
+# The multi-face audit detects down to this score (or the configured one, if lower) so that the plan can
+# apply any `curation.multiface.min_det_score` at or above it to the stored scores without re-running it; at
+# model.det_size it is one of the default verify.checks, so the detection store already holds it.
 MULTIFACE_DET_FLOOR = 0.3
 
 
