@@ -187,7 +187,7 @@ def bench_export(args, workdir: Path, data: Path, cfg: dict) -> dict:
             t0 = time.perf_counter()
             index = fexport.export_crops(cache_path, identities, out, params, checks, lambda: engine,
                                          max_pixels=cfg["embed"]["max_image_pixels"],
-                                         io_threads=cfg["embed"]["io_threads"], reduced_decode=reduced)
+                                         threads=cfg["embed"]["io_threads"], reduced_decode=reduced)
             runs[label].append(time.perf_counter() - t0)
             members = [m["key"] for v in index["facesets"].values() for m in v["members"]]
             res[label] = {"written": len(members), "rejected": n_faces - len(members), "keys": members}

@@ -347,6 +347,10 @@ def test_sweeping_a_setting_that_is_not_a_number_is_one_line(built):
     out = snakemake(wd, bad, "-n", check=False)
     assert out.returncode != 0
     assert "sweep.params key 'curation.occlusion.model' is not a numeric setting" in out.stdout + out.stderr
+    data["sweep"] = {"params": {"export.min_face_short": [90, 90.5]}}  # two points that would be one run
+    bad.write_text(yaml.safe_dump(data))
+    out = snakemake(wd, bad, "-n", check=False)
+    assert out.returncode != 0 and "holds a fraction, but export.min_face_short is a whole number" in out.stdout + out.stderr
 
 
 def test_cluster_generic_profile_runs_shards_as_jobs(built, tmp_path):

@@ -140,3 +140,104 @@ def test_embeddings_are_kept_per_recognizer_and_recorded_detections_fill_the_sto
     assert a.stats()["detector_runs"] == 1
     StoredEngine(lambda: eng, a).detect(img, det_size=640, det_thresh=0.5)  # found: the engine is not asked again
     assert len(eng.calls) == 1
+
+
+def test_two_threads_missing_one_detection_run_it_once(tmp_path):
+    import threading
+    import time
+
+    class Slow(CountingEngine):
+        def detect(self, img, det_size=640, det_thresh=0.5):
+            time.sleep(0.2)
+            return super().detect(img, det_size, det_thresh)
+
+    eng, store = Slow(), DetectionStore(tmp_path / "d.sqlite", "packA")
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(store.detect(eng, "sha1", lambda: None, 640, 0.5)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(eng.calls) == 1 and len(out) == 4 and store.stats() == {"detector_runs": 1, "detections_reused": 3}
+    store.close()
+
+
+def test_an_embedding_is_not_reused_under_another_detector(tmp_path):
+    a = DetectionStore(tmp_path / "d.sqlite", "detA", "rec")
+    a.put_embedding("sha1", np.ones(4, np.float32))
+    assert DetectionStore(tmp_path / "d.sqlite", "detB", "rec").get_embedding("sha1") is None
+    assert DetectionStore(tmp_path / "d.sqlite", "detA", "rec").get_embedding("sha1") is not None
+
+
+class _InProcessWorker:
+    """Stands in for a worker route: runs the face worker's own task code (facesets.core.workitems) here, with an
+    engine that counts what it detects."""
+
+    def __init__(self, work_dir, engine):
+        self.work_dir, self.engine, self.queues = work_dir, engine, []
+
+    def map(self, path):
+        return str(path)
+
+    def settings(self, modules, **extra):
+        return {"modules": list(modules), **extra}
+
+    def run(self, items, settings, clean=True):
+        from facesets.core import workitems
+
+        self.queues.append(items)
+        task = workitems.task_of("verify", settings, self.engine, {})
+        return {it["id"]: task.work(it) for it in items}
+
+    def clean(self):
+        pass
+
+
+def test_the_worker_detects_only_what_the_store_lacks(tmp_path, engine):
+    """A member whose detection at one setting is stored goes to the worker with it, and the worker runs the
+    other settings only; once all are stored (and the embedding), the worker is not started."""
+    import cv2
+    from conftest import FACES
+
+    from facesets.export.fsz import write_fsz
+    from facesets.export.verdicts import StoredEngine
+    from facesets.export.verify import verify
+
+    if not FACES.is_dir():
+        import pytest
+        pytest.skip("../shared is absent")
+    img = cv2.imread(str(next(FACES.glob("deepface/p01/img1.jpg"))))
+    det = engine.detect(img)
+    x1, y1, x2, y2 = det.bboxes[0]
+    side = int(max(x2 - x1, y2 - y1) * 2)
+    cx, cy = int((x1 + x2) / 2), int((y1 + y2) / 2)
+    crop = cv2.resize(img[max(cy - side // 2, 0):cy + side // 2, max(cx - side // 2, 0):cx + side // 2], (512, 512))
+    png = tmp_path / "a.png"
+    cv2.imwrite(str(png), crop)
+    bundle = tmp_path / "b.fsz"
+    write_fsz(bundle, [("a.png", png)])
+    checks = [[640, 0.5], [320, 0.5], [640, 0.3]]
+    store = DetectionStore(tmp_path / "d.sqlite", "det", "rec")
+    StoredEngine(lambda: engine, store).detect(cv2.imread(str(png)), det_size=640, det_thresh=0.5)
+
+    class Counting:
+        calls = []
+
+        def __getattr__(self, name):
+            return getattr(engine, name)
+
+        def detect(self, im, det_size=640, det_thresh=0.5):
+            self.calls.append((det_size, det_thresh))
+            return engine.detect(im, det_size=det_size, det_thresh=det_thresh)
+
+    counting = Counting()
+    worker = _InProcessWorker(tmp_path / "w", counting)
+    assert verify([bundle], None, checks, worker=worker, store=store, floor=0.35) == []
+    assert sorted(counting.calls) == [(320, 0.5), (640, 0.3)]  # (640, 0.5) came from the store
+    assert store.stats()["detector_runs"] == 1 + 2  # the one stored first, then what the worker ran
+    from facesets.core.recorded import pixels_digest
+    assert store.get_embedding(pixels_digest(cv2.imread(str(png)))) is not None  # the consistency embedding too
+    again = _InProcessWorker(tmp_path / "w2", counting)
+    assert verify([bundle], None, checks, worker=again, store=store, floor=0.35) == []
+    assert again.queues == [] and len(counting.calls) == 2  # everything stored: no worker at all

@@ -164,8 +164,12 @@ def cmd_audit(args) -> int:
             engine = StoredEngine(factory, store)  # the model loads only for a crop the store does not know
         else:
             engine = factory()
-    problems = audit(args.cache, args.refine, args.raw, args.export, args.corpus, engine, cfg["verify"]["checks"],
-                     cfg["export"]["out_size"], args.threads)
+    try:
+        problems = audit(args.cache, args.refine, args.raw, args.export, args.corpus, engine, cfg["verify"]["checks"],
+                         cfg["export"]["out_size"], args.threads)
+    finally:
+        if isinstance(engine, StoredEngine):
+            engine.store.close()
     for p in problems:
         print(p)
     if isinstance(engine, StoredEngine):

@@ -33,11 +33,14 @@ def _crops(args, cfg: dict) -> None:
         from facesets.export.verdicts import StoredEngine
 
         factory = functools.partial(StoredEngine, factory, store)
-    export_crops(args.cache, idents, args.out, cfg["export"], cfg["verify"]["checks"], factory,
-                 args.enrich, singletons_of(args.raw_manifest), cfg["embed"]["max_image_pixels"],
-                 args.threads, progress=not args.quiet, meta=meta, extra=hidden, worker=worker, store=store)
-    if store is not None:
-        log.info("crop checks: %s", store.stats())
+    try:
+        export_crops(args.cache, idents, args.out, cfg["export"], cfg["verify"]["checks"], factory,
+                     args.enrich, singletons_of(args.raw_manifest), cfg["embed"]["max_image_pixels"],
+                     args.threads, progress=not args.quiet, meta=meta, extra=hidden, worker=worker, store=store)
+    finally:
+        if store is not None:
+            log.info("crop checks: %s", store.stats())
+            store.close()
 
 
 def _store(args, cfg: dict):
@@ -116,13 +119,23 @@ def cmd_export_swap(args) -> int:
     cfg = settings(args)
     _crops(args, cfg)
     _bundles(args.out, cfg, decisions_of(args)["names"])
-    return _verify([args.out], cfg, None, args.quiet, allow_empty=True, store=_store(args, cfg), threads=args.threads)
+    return _closing(_store(args, cfg), lambda store: _verify([args.out], cfg, None, args.quiet, allow_empty=True,
+                                                               store=store, threads=args.threads))
 
 
 def cmd_verify(args) -> int:
     cfg = settings(args)
-    return _verify(args.paths, cfg, args.json, args.quiet, args.allow_empty, store=_store(args, cfg),
-                   threads=args.threads)
+    return _closing(_store(args, cfg), lambda store: _verify(args.paths, cfg, args.json, args.quiet, args.allow_empty,
+                                                               store=store, threads=args.threads))
+
+
+def _closing(store, run):
+    """run(store), then the store's connections closed (every thread's)."""
+    try:
+        return run(store)
+    finally:
+        if store is not None:
+            store.close()
 
 
 def _crop_flags(p) -> None:

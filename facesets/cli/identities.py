@@ -230,6 +230,15 @@ def register(sub) -> None:
     p.add_argument("--year-cache", metavar="JSON", help="EXIF year cache (default: exif_years.json beside the cache)")
     settings_flags(p)
 
+    _register_sweep_point(sub)
+
+    p = command(sub, "sweep-summary", cmd_sweep_summary, "(pipeline) summary.csv, plots and summary.html of a sweep")
+    p.add_argument("out", metavar="OUT", help="the sweep folder")
+    p.add_argument("--metrics", nargs="+", required=True, metavar="JSON", help="every combination's metrics.json")
+    settings_flags(p)
+
+
+def _register_sweep_point(sub) -> None:
     p = command(sub, "sweep-point", cmd_sweep_point, "(pipeline) one threshold combination: cluster/refine, export, "
                 "curation plans and apply in OUT, and the final corpus's metrics.json")
     _cache(p)
@@ -245,8 +254,3 @@ def register(sub) -> None:
                    "are hard-linked in instead of cut again")
     threads_flag(p)
     model_flags(p)
-
-    p = command(sub, "sweep-summary", cmd_sweep_summary, "(pipeline) summary.csv, plots and summary.html of a sweep")
-    p.add_argument("out", metavar="OUT", help="the sweep folder")
-    p.add_argument("--metrics", nargs="+", required=True, metavar="JSON", help="every combination's metrics.json")
-    settings_flags(p)

@@ -60,5 +60,6 @@ UNEXPECTED_NO_LOG = "facesets {cmd} failed: {exc}; run it again with -v (or --lo
 OCCLUSION_OFF = "occlusion filter off (curation.occlusion.enabled: off)"
 SWEEP_KEY = ("sweep.params key {key!r} is not a numeric setting of {sections}: use a key that config/config.yaml "
              "sets to a number, e.g. refine.merge_threshold or curation.neardup.similarity")
+SWEEP_WHOLE = "sweep.params {key}: {values} holds a fraction, but {key} is a whole number: sweep whole values"
 OCCLUSION_CANNOT_RUN = ("could not run: open_clip is not importable by {python}; install the clip extra there "
                         "(pip install 'facesets[clip]', or make test-clip) or set curation.occlusion.enabled: off")

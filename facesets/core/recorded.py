@@ -34,26 +34,33 @@ def from_json(d: dict) -> Detections:
                       np.asarray(d["k"], np.float32).reshape(-1, 5, 2))
 
 
+def record_key(digest: str, det_size: int, det_thresh: float) -> str:
+    return f"{digest}:{int(det_size)}:{float(det_thresh):g}"
+
+
 class Recorder:
     """An engine that remembers each detection it runs, by the crop's pixels and the setting: what a worker
-    item returns as `detections` for the pipeline side to store."""
+    item returns as `detections` for the pipeline side to store. `known` (record_key -> to_json form): what the
+    pipeline's store already holds for the item, answered from there and never run again."""
 
-    def __init__(self, engine):
+    def __init__(self, engine, known: dict[str, dict] | None = None):
         self._engine = engine
         self._lock = threading.Lock()
         self.records: list[dict] = []
-        self._seen: dict[tuple, Detections] = {}
+        self._seen: dict[str, Detections] = {k: from_json(v) for k, v in (known or {}).items()}
 
     def detect(self, img: np.ndarray, det_size: int = 640, det_thresh: float = 0.5) -> Detections:
         """A crop asked for twice at one setting (the one-face check, then roop's embedding) is detected once."""
-        key = (pixels_digest(img), int(det_size), float(det_thresh))
+        digest = pixels_digest(img)
+        key = record_key(digest, det_size, det_thresh)
         with self._lock:
             if key in self._seen:
                 return self._seen[key]
-        det = self._engine.detect(img, det_size=key[1], det_thresh=key[2])
+        det = self._engine.detect(img, det_size=int(det_size), det_thresh=float(det_thresh))
         with self._lock:
             self._seen[key] = det
-            self.records.append({"digest": key[0], "det_size": key[1], "det_thresh": key[2], "det": to_json(det)})
+            self.records.append({"digest": digest, "det_size": int(det_size), "det_thresh": float(det_thresh),
+                                 "det": to_json(det)})
         return det
 
     def __getattr__(self, name):

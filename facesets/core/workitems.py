@@ -52,12 +52,13 @@ def read_png(path: str):
     return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
 
 
-def verify_image(engine, img, checks, embed: bool = False) -> dict:
+def verify_image(engine, img, checks, embed: bool = False, known: dict | None = None) -> dict:
     """verify-fsz's model part for one decoded member: why it fails the one-face contract (None: it passes),
-    every detection run, and with `embed` its roop-style embedding (bundle consistency) and pixel digest."""
+    every detection run (not those `known`: stored already), and with `embed` its roop-style embedding (bundle
+    consistency) and pixel digest."""
     from facesets.export.consistency import roop_embedding
 
-    rec = Recorder(engine)
+    rec = Recorder(engine, known)
     out = {"problem": crops.one_face_problem(rec, img, checks)}
     if embed and out["problem"] is None:
         out["embedding"] = encode(roop_embedding(rec, img))
@@ -157,7 +158,7 @@ class CropsTask(Task):
         if crop is None:
             return {"problem": "staged crop unreadable", "masked": False}
         masked = (lambda: read_png(item["masked"])) if item.get("masked") else None
-        rec = Recorder(self.engine)
+        rec = Recorder(self.engine, item.get("known"))
         problem, was_masked = crops.checked(rec, crop, self.s["checks"], np.asarray(item["target"]), masked)
         return {"problem": problem, "masked": was_masked, "detections": rec.records}
 
@@ -177,7 +178,7 @@ class VerifyTask(Task):
         if item.get("kps"):  # its one-face check is settled: only roop's embedding of the face is wanted
             emb = self.engine.roop_embedding(img, np.asarray(item["kps"], np.float32))
             return {"problem": None, "embedding": encode(emb), "digest": pixels_digest(img), "detections": []}
-        return verify_image(self.engine, img, self.s["checks"], bool(self.s.get("embed")))
+        return verify_image(self.engine, img, self.s["checks"], bool(self.s.get("embed")), item.get("known"))
 
 
 class DetectTask(Task):

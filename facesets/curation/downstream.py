@@ -16,6 +16,7 @@ from pathlib import Path
 
 from facesets.core import atomic, messages
 from facesets.core.layout import Layout
+from facesets.core.worker_route import route
 from facesets.curation import corpus
 from facesets.curation import plans as P
 from facesets.curation.multiface import audit
@@ -39,7 +40,8 @@ def run(lay: Layout, cache_path: str | Path, cfg: dict, store, engine_factory, *
     idents, meta = identities_of([str(lay.refine_manifest)])
     export_crops(cache_path, idents, lay.export, cfg["export"], cfg["verify"]["checks"],
                  functools.partial(StoredEngine, engine_factory, store), enrich, singletons_of(raw_manifest),
-                 cfg["embed"]["max_image_pixels"], threads, meta=meta, store=store, reuse=Path(reuse) if reuse else None)
+                 cfg["embed"]["max_image_pixels"], threads, meta=meta, store=store, reuse=Path(reuse) if reuse else None,
+                 worker=route(cfg, "crops", lay.export))
     export_bundles(lay.export, cfg["export"]["top_n"])
     plans = _plans(lay, FaceCache.load(cache_path), cfg, store, engine_factory, clip, threads)
     used = {"curation": cfg["curation"], "export": {"top_n": cfg["export"]["top_n"]}}

@@ -49,29 +49,32 @@ def audit(queue_path: str | Path, results_path: str | Path, cfg: dict, store, en
                 misses.append(item)
             else:
                 results[item["id"]] = res
-    ran_by = _detect(misses, export, Path(results_path).parent, cfg, store, engine_factory, size, thresh, threads) \
-        if misses else None
+    reused = sum("error" not in r for r in results.values())
+    ran_by, errors = _detect(misses, export, Path(results_path).parent, cfg, store, engine_factory, size, thresh,
+                             threads) if misses else (None, {})
     for item in misses:
         img = read_png(str(export / item["id"]))
         det = settled(known.detect, img, size, thresh) if img is not None else UNSETTLED
-        results[item["id"]] = {"faces": faces_of(det)} if det is not UNSETTLED else {"error": "unreadable", "faces": []}
+        why = errors.get(item["id"]) or "unreadable"
+        results[item["id"]] = {"faces": faces_of(det)} if det is not UNSETTLED else {"error": why, "faces": []}
     out = {"worker": "multiface", "python": ran_by, "settings": s, "results": dict(sorted(results.items())),
-           "detections": {"detector_runs": store.runs, "detections_reused": len(queue["items"]) - len(misses)}}
+           "detections": {"detector_runs": store.runs, "detections_reused": reused}}
     atomic.write_json(results_path, out)
     log.info("multi-face audit: %d crops, %d read from the detection store, %d detected now (%s)",
-             len(queue["items"]), len(queue["items"]) - len(misses), len(misses), ran_by or "nothing ran")
+             len(queue["items"]), reused, len(misses), ran_by or "nothing ran")
     return out
 
 
 def _detect(misses: list[dict], export: Path, folder: Path, cfg: dict, store, engine_factory, size: int,
-            thresh: float, threads: int) -> str:
-    """Detect the crops the store does not know, storing what is found; returns the interpreter that ran them."""
+            thresh: float, threads: int) -> tuple[str, dict[str, str]]:
+    """Detect the crops the store does not know, storing what is found; returns the interpreter that ran them
+    and the worker's reason for each crop it could not detect."""
     worker = route(cfg, "detect", folder)
     if worker is not None:
         items = [{"id": it["id"], "path": worker.map(export / it["id"])} for it in misses]
         res = worker.run(items, worker.settings(("detection",), checks=[[size, thresh]]))
         store.put_recorded([d for r in res.values() for d in r.get("detections", [])])
-        return worker.python
+        return worker.python, {i: r["error"] for i, r in res.items() if r.get("error")}
     engine = StoredEngine(engine_factory, store)
 
     def one(item: dict) -> None:
@@ -82,4 +85,4 @@ def _detect(misses: list[dict], export: Path, folder: Path, cfg: dict, store, en
     with closing(in_order(one, misses, threads, 2 * max(1, threads))) as done:
         for _ in done:
             pass
-    return sys.executable
+    return sys.executable, {}

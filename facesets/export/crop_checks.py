@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from facesets.core import atomic
+from facesets.core.recorded import pixels_digest
 from facesets.export import crops
 from facesets.export.verdicts import UNSETTLED, settled, store_only
 
@@ -74,13 +75,17 @@ class WorkerChecks:
         rel = str(png.relative_to(self.out_dir))
         stem = self.staged / hashlib.sha1(os.fsencode(rel)).hexdigest()[:20]
         plain, masked = stem.with_suffix(".png"), (stem.with_suffix(".masked.png") if near else None)
+        images = [crop]
         atomic.write_bytes(plain, _png(crop))
         if masked is not None:
-            atomic.write_bytes(masked, _png(crops.render(bgr, frame, self.p["out_size"], near)))
+            images.append(crops.render(bgr, frame, self.p["out_size"], near))
+            atomic.write_bytes(masked, _png(images[-1]))
+        # what the store holds of a partly checked crop goes along: the worker detects only the rest
+        known = self.store.known([pixels_digest(i) for i in images], self.checks) if self.store is not None else {}
         with self._lock:
             self.items.append({"id": rel, "sig": entry["sig"], "path": self.worker.map(plain),
                                "masked": self.worker.map(masked) if masked else None,
-                               "target": [float(x) for x in target]})
+                               "target": [float(x) for x in target], **({"known": known} if known else {})})
             self.pending[rel] = (entry, png, plain, masked)
 
     def finish(self) -> None:

@@ -15,13 +15,14 @@ import hashlib
 import json
 import sqlite3
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 
 from facesets.core.digests import sha256_file
 from facesets.core.engine import ENGINE_REVISION, Detections
-from facesets.core.recorded import from_json, pixels_digest, to_json
+from facesets.core.recorded import from_json, pixels_digest, record_key, to_json
 
 SCHEMA = ("CREATE TABLE IF NOT EXISTS detections (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
           # the raw recognizer embedding of a crop's one face as roop computes it (the bundle consistency check)
@@ -40,13 +41,16 @@ def _key(png_sha: str, det_size: int, det_thresh: float, detector: str) -> str:
 
 
 class DetectionStore:
-    """Thread-safe; one connection per thread. `runs` and `reused` count this process's lookups."""
+    """Thread-safe; one connection per thread (all closed by close()). `runs` and `reused` count this process's
+    lookups; a detection two threads miss at once runs once, the other thread waits for it."""
 
     def __init__(self, path: str | Path, detector: str, recognizer: str | None = None):
         self.path, self.detector, self.recognizer = Path(path), detector, recognizer
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._count_lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        self._inflight: dict[str, Future] = {}
         self.runs = self.reused = 0
         with self._conn() as c:
             c.execute("PRAGMA journal_mode=WAL")
@@ -56,9 +60,12 @@ class DetectionStore:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            # used only by its own thread; close() may come from another one
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout=60000")
             self._local.conn = conn
+            with self._count_lock:
+                self._conns.append(conn)
         return conn
 
     def get(self, png_sha: str, det_size: int, det_thresh: float) -> Detections | None:
@@ -73,14 +80,29 @@ class DetectionStore:
         self._conn().execute("INSERT OR REPLACE INTO detections (key, value) VALUES (?, ?)",
                              (_key(png_sha, det_size, det_thresh, self.detector), json.dumps(det)))
 
+    def _embedding_key(self, png_sha: str) -> str:
+        """The embedding is of the face the detector found: both models are part of its key."""
+        return f"{png_sha}:{self.detector}:{self.recognizer}"
+
     def get_embedding(self, png_sha: str) -> np.ndarray | None:
-        row = self._conn().execute("SELECT value FROM embeddings WHERE key=?",
-                                   (f"{png_sha}:{self.recognizer}",)).fetchone()
+        row = self._conn().execute("SELECT value FROM embeddings WHERE key=?", (self._embedding_key(png_sha),)).fetchone()
         return np.asarray(json.loads(row[0]), np.float32) if row else None
 
     def put_embedding(self, png_sha: str, emb: np.ndarray) -> None:
         self._conn().execute("INSERT OR REPLACE INTO embeddings (key, value) VALUES (?, ?)",
-                             (f"{png_sha}:{self.recognizer}", json.dumps(np.asarray(emb, np.float64).tolist())))
+                             (self._embedding_key(png_sha), json.dumps(np.asarray(emb, np.float64).tolist())))
+
+    def known(self, digests: list[str], settings) -> dict[str, dict]:
+        """What the store holds for these images at these settings, keyed as the worker's Recorder looks it up
+        (facesets.core.recorded.record_key): handed to the worker so that it never detects a stored one again."""
+        out = {}
+        for digest in digests:
+            for size, thresh in settings:
+                row = self._conn().execute("SELECT value FROM detections WHERE key=?",
+                                           (_key(digest, size, thresh, self.detector),)).fetchone()
+                if row:
+                    out[record_key(digest, size, thresh)] = json.loads(row[0])
+        return out
 
     def put_recorded(self, records: list[dict]) -> None:
         """What a worker ran (facesets.core.recorded.Recorder), in one transaction; counted as detector runs."""
@@ -100,26 +122,45 @@ class DetectionStore:
 
     def detect(self, engine, png_sha: str, image_of, det_size: int, det_thresh: float) -> Detections:
         """The stored detection, or run the detector once (on `image_of()`, decoded only then) and store it."""
-        det = self.get(png_sha, det_size, det_thresh)
-        if det is not None:
+        key = _key(png_sha, det_size, det_thresh, self.detector)
+        with self._count_lock:
+            fut = self._inflight.get(key)
+            mine = fut is None
+            if mine:
+                fut = self._inflight[key] = Future()
+        if not mine:  # another thread is on it right now
+            det = fut.result()
             with self._count_lock:
                 self.reused += 1
             return det
-        det = engine.detect(image_of(), det_size=int(det_size), det_thresh=float(det_thresh))
-        self.put(png_sha, det_size, det_thresh, det)
+        try:
+            det, ran = self.get(png_sha, det_size, det_thresh), False
+            if det is None:
+                det, ran = engine.detect(image_of(), det_size=int(det_size), det_thresh=float(det_thresh)), True
+                self.put(png_sha, det_size, det_thresh, det)
+            fut.set_result(det)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            raise
+        finally:
+            with self._count_lock:
+                self._inflight.pop(key, None)
         with self._count_lock:
-            self.runs += 1
+            self.runs += ran
+            self.reused += not ran
         return det
 
     def stats(self) -> dict[str, int]:
         return {"detector_runs": self.runs, "detections_reused": self.reused}
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Every thread's connection (the store is not used afterwards)."""
+        with self._count_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
-            self._local.conn = None
+        self._local = threading.local()
 
 
 class StoredEngine:

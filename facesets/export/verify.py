@@ -119,7 +119,7 @@ class WorkerMembers:
         self.known = store_only(store) if store is not None else None
         self.staged = worker.work_dir / "staged"
         self.rows: dict[str, list[dict]] = {}
-        self.kps: dict[str, list | None] = {}
+        self.extra: dict[str, dict] = {}  # per staged member: its stored keypoints or detections
         self.once, self._lock = _Once(), threading.Lock()
 
     def _settle(self, sha: str, data: bytes):
@@ -128,22 +128,26 @@ class WorkerMembers:
         img = _image(data)
         if img is None:
             return "undecodable PNG", None
-        kps = None
+        extra: dict = {}
         if self.known is not None:
             problem = settled(one_face_problem, self.known, img, self.checks)
             if problem is not UNSETTLED and (problem is not None or not self.embed):
                 return problem, None
+            digest = pixels_digest(img)
             if problem is not UNSETTLED:
-                digest = pixels_digest(img)
                 emb = self.store.get_embedding(digest)
                 if emb is not None:
                     return None, emb
                 det = self.store.get(digest, *consistency.ROOP_SETTING)
                 if det is not None and len(det) != 1:
                     return None, None  # no single face where roop looks: nothing to compare
-                kps = det.kps[0].tolist() if det is not None else None
+                if det is not None:
+                    extra["kps"] = det.kps[0].tolist()
+            if "kps" not in extra:  # what the store holds goes along: the worker detects only the rest
+                known = self.store.known([digest], [*self.checks, consistency.ROOP_SETTING])
+                extra.update({"known": known} if known else {})
         atomic.write_bytes(self.staged / f"{sha}.png", data)
-        self.kps[sha] = kps
+        self.extra[sha] = extra
         return UNSETTLED
 
     def check(self, row: dict, data: bytes) -> None:
@@ -157,8 +161,8 @@ class WorkerMembers:
     def finish(self) -> None:
         if not self.rows:
             return
-        items = [{"id": sha, "path": self.worker.map(self.staged / f"{sha}.png"),
-                  **({"kps": self.kps[sha]} if self.kps.get(sha) else {})} for sha in sorted(self.rows)]
+        items = [{"id": sha, "path": self.worker.map(self.staged / f"{sha}.png"), **self.extra.get(sha, {})}
+                 for sha in sorted(self.rows)]
         settings = self.worker.settings(("detection", "recognition") if self.embed else ("detection",),
                                         checks=self.checks, embed=self.embed)
         results = self.worker.run(items, settings, clean=False)

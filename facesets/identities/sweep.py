@@ -35,7 +35,8 @@ def combos(params: dict[str, list[float]], config: dict | None = None) -> list[s
     keys = sorted(params)
     if config is not None:
         for k in keys:
-            _default(config, k)
+            if isinstance(_default(config, k), int) and any(float(v) != int(v) for v in params[k]):
+                raise ConfigError(messages.SWEEP_WHOLE.format(key=k, values=params[k]))
     return [SEP.join(f"{k}{EQ}{v:g}" for k, v in zip(keys, vals)) for vals in itertools.product(*(params[k] for k in keys))]
 
 
