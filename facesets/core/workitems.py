@@ -41,15 +41,21 @@ def decode(d: dict | None):
     return np.frombuffer(base64.b64decode(d["b64"]), dtype=np.dtype(d["dtype"])).reshape(d["shape"]).copy()
 
 
-def read_png(path: str):
-    """A PNG as BGR (None when unreadable); np.fromfile + imdecode reads any path on any OS."""
+def png_image(data) -> np.ndarray | None:
+    """PNG bytes (or a uint8 array of them) as 8-bit BGR, the way roop decodes a member; None when undecodable."""
     import cv2
 
+    buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+
+
+def read_png(path: str):
+    """A PNG as BGR (None when unreadable); np.fromfile + imdecode reads any path on any OS."""
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError:
         return None
-    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    return png_image(data)
 
 
 def verify_image(engine, img, checks, embed: bool = False, known: dict | None = None) -> dict:
@@ -170,9 +176,7 @@ class VerifyTask(Task):
                 data = fh.read()
         except OSError as exc:
             return {"problem": f"staged member unreadable: {exc}"}
-        import cv2
-
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        img = png_image(data)
         if img is None:
             return {"problem": "undecodable PNG"}
         if item.get("kps"):  # its one-face check is settled: only roop's embedding of the face is wanted

@@ -15,14 +15,13 @@ from concurrent.futures import Future
 from contextlib import closing
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from facesets.core import atomic
 from facesets.core.analysis import in_order
 from facesets.core.recorded import pixels_digest
-from facesets.core.workitems import decode
+from facesets.core.workitems import decode, png_image
 from facesets.export import consistency
 from facesets.export.crops import one_face_problem
 from facesets.export.fsz import PNG_SIG, iter_members, max_png_bytes, open_bundle
@@ -82,10 +81,6 @@ class _Once:
         return fut.result()
 
 
-def _image(data: bytes):
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-
-
 class LocalMembers:
     """The one-face check of each member in this process, as it is read (from several threads), and with `embed`
     its roop-style embedding for the consistency check (both kept in `store`)."""
@@ -94,7 +89,7 @@ class LocalMembers:
         self.engine, self.checks, self.store, self.embed, self.once = engine, checks, store, embed, _Once()
 
     def _verdict(self, data: bytes) -> tuple[str | None, np.ndarray | None]:
-        img = _image(data)
+        img = png_image(data)
         if img is None:
             return "undecodable PNG", None
         problem = one_face_problem(self.engine, img, self.checks)
@@ -125,7 +120,7 @@ class WorkerMembers:
     def _settle(self, sha: str, data: bytes):
         """(problem, embedding) from the store; else the member is staged for the worker (UNSETTLED), with the
         face's stored keypoints at roop's setting when only its embedding is missing (no detection then)."""
-        img = _image(data)
+        img = png_image(data)
         if img is None:
             return "undecodable PNG", None
         extra: dict = {}
