@@ -1,10 +1,14 @@
 # Threshold sweeps: one target per combination of swept values (named by its values), all from the
 # one embed cache; adding a value runs only the new combinations. Each runs the whole post-embed part
 # (cluster/refine, export, curation) in its own folder and scores the final corpus.
+from facesets.core.errors import ConfigError
 from facesets.identities.sweep import combos
 
 SWEEPS = str(LAYOUT.sweeps)
-SWEEP_COMBOS = combos(config["sweep"]["params"], config)
+try:
+    SWEEP_COMBOS = combos(config["sweep"]["params"], config)
+except ConfigError as exc:  # one line, as every config error
+    sys.exit(f"facesets: {exc}")
 SWEEP_SUMMARY = f"{SWEEPS}/summary.csv"
 
 

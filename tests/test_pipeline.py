@@ -346,7 +346,8 @@ def test_sweeping_a_setting_that_is_not_a_number_is_one_line(built):
     bad.write_text(yaml.safe_dump(data))
     out = snakemake(wd, bad, "-n", check=False)
     assert out.returncode != 0
-    assert "sweep.params key 'curation.occlusion.model' is not a numeric setting" in out.stdout + out.stderr
+    assert "facesets: sweep.params key 'curation.occlusion.model' is not a numeric setting" in out.stdout + out.stderr
+    assert 'sweep.py", line' not in out.stdout + out.stderr  # one line, no traceback
     data["sweep"] = {"params": {"export.min_face_short": [90, 90.5]}}  # two points that would be one run
     bad.write_text(yaml.safe_dump(data))
     out = snakemake(wd, bad, "-n", check=False)
